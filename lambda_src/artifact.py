@@ -1,0 +1,188 @@
+"""The model artifact contract: object layout, manifest schema and hashing.
+
+    <prefix>/<model-name>/<version>/model.pt        torch.save(model.state_dict())
+    <prefix>/<model-name>/<version>/manifest.json   Manifest.to_json()
+    <prefix>/<model-name>/LATEST                    the newest published version, as text
+
+Both training (writer) and serving (reader) use this module; nothing else spells
+out the layout or the manifest fields.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from lambda_src.errors import ManifestError
+
+SCHEMA_VERSION = 1
+WEIGHTS_FILE = "model.pt"
+MANIFEST_FILE = "manifest.json"
+LATEST_POINTER = "LATEST"
+LATEST = "latest"  # the version selector that follows the LATEST pointer
+
+# Names end up in S3 keys, IAM resource ARNs and URLs: keep them boring.
+_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def check_name(kind: str, value: str) -> str:
+    """Return `value` if it is a valid model name or version, else raise ValueError."""
+    if not isinstance(value, str) or not _NAME_PATTERN.match(value) or value in {".", ".."}:
+        raise ValueError(
+            f"invalid {kind} {value!r}: use 1-128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+def model_prefix(prefix: str, model_name: str) -> str:
+    """Key prefix under which every version of a model lives (no trailing slash)."""
+    return "/".join(part for part in (prefix.strip("/"), check_name("model name", model_name)) if part)
+
+
+def version_prefix(prefix: str, model_name: str, version: str) -> str:
+    return f"{model_prefix(prefix, model_name)}/{check_name('version', version)}"
+
+
+def weights_key(prefix: str, model_name: str, version: str) -> str:
+    return f"{version_prefix(prefix, model_name, version)}/{WEIGHTS_FILE}"
+
+
+def manifest_key(prefix: str, model_name: str, version: str) -> str:
+    return f"{version_prefix(prefix, model_name, version)}/{MANIFEST_FILE}"
+
+
+def latest_key(prefix: str, model_name: str) -> str:
+    return f"{model_prefix(prefix, model_name)}/{LATEST_POINTER}"
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How an RGB image becomes the model's input tensor (eval time)."""
+
+    resize: int = 256  # shorter side, pixels
+    crop: int = 224  # square centre crop, pixels
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.resize, int) and isinstance(self.crop, int)):
+            raise ManifestError("preprocessing.resize and preprocessing.crop must be integers")
+        if not 0 < self.crop <= self.resize <= 4096:
+            raise ManifestError(
+                f"preprocessing needs 0 < crop <= resize <= 4096, got crop={self.crop} resize={self.resize}"
+            )
+        for name, values in (("mean", self.mean), ("std", self.std)):
+            if len(values) != 3 or not all(isinstance(v, (int, float)) for v in values):
+                raise ManifestError(f"preprocessing.{name} must be three numbers, got {values!r}")
+        if any(v <= 0 for v in self.std):
+            raise ManifestError(f"preprocessing.std must be positive, got {self.std!r}")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything the loader needs to rebuild and trust a published model."""
+
+    model_name: str
+    version: str
+    architecture: str
+    labels: tuple[str, ...]
+    weights_sha256: str
+    weights_size_bytes: int
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    metrics: dict[str, float] = field(default_factory=dict)
+    framework: dict[str, str] = field(default_factory=dict)
+    created_at: str = ""
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+    def __post_init__(self) -> None:
+        try:
+            check_name("model name", self.model_name)
+            check_name("version", self.version)
+        except ValueError as error:
+            raise ManifestError(str(error)) from None
+        if self.schema_version != SCHEMA_VERSION:
+            raise ManifestError(
+                f"manifest schema_version {self.schema_version!r} is not supported "
+                f"(this runtime reads version {SCHEMA_VERSION})"
+            )
+        if len(self.labels) < 2 or not all(isinstance(label, str) for label in self.labels):
+            raise ManifestError("manifest labels must be a list of at least two strings")
+        if not re.fullmatch(r"[0-9a-f]{64}", self.weights_sha256 or ""):
+            raise ManifestError("manifest weights_sha256 must be 64 lowercase hex digits")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["num_classes"] = self.num_classes
+        data["labels"] = list(self.labels)
+        data["preprocessing"]["mean"] = list(self.preprocessing.mean)
+        data["preprocessing"]["std"] = list(self.preprocessing.std)
+        return data
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True).encode("utf-8")
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Manifest:
+        if not isinstance(data, dict):
+            raise ManifestError("manifest must be a JSON object")
+        required = ("model_name", "version", "architecture", "labels", "weights_sha256", "weights_size_bytes")
+        missing = [key for key in required if key not in data]
+        if missing:
+            raise ManifestError(f"manifest is missing {', '.join(missing)}")
+        labels = data["labels"]
+        if not isinstance(labels, list):
+            raise ManifestError("manifest labels must be a list of strings")
+        if "num_classes" in data and data["num_classes"] != len(labels):
+            raise ManifestError(
+                f"manifest num_classes is {data['num_classes']} but it lists {len(labels)} labels"
+            )
+        raw_pre = data.get("preprocessing", {})
+        if not isinstance(raw_pre, dict):
+            raise ManifestError("manifest preprocessing must be an object")
+        try:
+            preprocessing = Preprocessing(
+                resize=raw_pre.get("resize", 256),
+                crop=raw_pre.get("crop", 224),
+                mean=tuple(raw_pre.get("mean", IMAGENET_MEAN)),
+                std=tuple(raw_pre.get("std", IMAGENET_STD)),
+            )
+        except TypeError as error:
+            raise ManifestError(f"manifest preprocessing is invalid: {error}") from None
+        if not isinstance(data["weights_size_bytes"], int) or data["weights_size_bytes"] <= 0:
+            raise ManifestError("manifest weights_size_bytes must be a positive integer")
+        return cls(
+            model_name=data["model_name"],
+            version=data["version"],
+            architecture=str(data["architecture"]),
+            labels=tuple(labels),
+            weights_sha256=data["weights_sha256"],
+            weights_size_bytes=data["weights_size_bytes"],
+            preprocessing=preprocessing,
+            metrics=dict(data.get("metrics", {})),
+            framework=dict(data.get("framework", {})),
+            created_at=str(data.get("created_at", "")),
+            schema_version=data.get("schema_version", SCHEMA_VERSION),
+        )
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Manifest:
+        try:
+            data = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ManifestError(f"manifest is not valid JSON: {error}") from None
+        return cls.from_dict(data)

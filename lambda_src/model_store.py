@@ -1,0 +1,129 @@
+"""Where the model lives and how its objects are read: S3 (any endpoint) or a local folder.
+
+The function's environment names the model (set by the CDK stack, or by the local
+endpoint):
+
+    MODEL_STORE    s3://<bucket>/<prefix>  or a local folder path
+    MODEL_NAME     the model's name under the store
+    MODEL_VERSION  a published version, or "latest" to follow the LATEST pointer
+
+boto3 honours AWS_ENDPOINT_URL_S3, so the same code reads moto or MinIO locally.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlparse
+
+from lambda_src.artifact import LATEST, check_name
+from lambda_src.errors import ArtifactNotFound, ModelArtifactError
+
+ENV_STORE = "MODEL_STORE"
+ENV_NAME = "MODEL_NAME"
+ENV_VERSION = "MODEL_VERSION"
+
+
+class ModelStore(Protocol):
+    """Read access to the objects of a model store, by key relative to the store root."""
+
+    prefix: str
+
+    def read(self, key: str) -> bytes: ...
+
+    def describe(self, key: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class ModelLocation:
+    """Which model to serve: a store URI, a model name and a version selector."""
+
+    store_uri: str
+    model_name: str
+    version: str = LATEST
+
+    def __post_init__(self) -> None:
+        if not self.store_uri:
+            raise ValueError(f"{ENV_STORE} is not set: give s3://bucket/prefix or a local folder")
+        check_name("model name", self.model_name)
+        if self.version != LATEST:
+            check_name("version", self.version)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> ModelLocation:
+        env = os.environ if environ is None else environ
+        return cls(
+            store_uri=env.get(ENV_STORE, ""),
+            model_name=env.get(ENV_NAME, ""),
+            version=env.get(ENV_VERSION, LATEST) or LATEST,
+        )
+
+
+class LocalModelStore:
+    """A model store in a local folder, laid out exactly like the bucket."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.prefix = ""
+
+    def read(self, key: str) -> bytes:
+        path = self.root / key
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise ArtifactNotFound(f"{self.describe(key)} does not exist") from None
+        except OSError as error:
+            raise ModelArtifactError(f"cannot read {self.describe(key)}: {error.strerror}") from None
+
+    def describe(self, key: str) -> str:
+        return str(self.root / key)
+
+
+class S3ModelStore:
+    """A model store under `s3://bucket/prefix`."""
+
+    def __init__(self, bucket: str, prefix: str, client: object | None = None) -> None:
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self._client = client
+
+    @property
+    def client(self):  # type: ignore[no-untyped-def]
+        if self._client is None:
+            import boto3  # imported on first use: local stores never pay for it
+
+            self._client = boto3.client("s3")
+        return self._client
+
+    def read(self, key: str) -> bytes:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            # Without s3:ListBucket (least privilege) S3 answers 403 for a missing key.
+            if code in {"NoSuchKey", "404", "NotFound", "AccessDenied", "403"}:
+                raise ArtifactNotFound(f"{self.describe(key)} does not exist or is not readable ({code})") from None
+            raise ModelArtifactError(f"cannot read {self.describe(key)}: {code}") from None
+        except BotoCoreError as error:
+            raise ModelArtifactError(f"cannot read {self.describe(key)}: {error}") from None
+
+    def describe(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+
+def open_store(store_uri: str) -> LocalModelStore | S3ModelStore:
+    """A store for `s3://bucket/prefix` or a local folder path (plain or file://)."""
+    parsed = urlparse(store_uri)
+    if parsed.scheme == "s3":
+        if not parsed.netloc:
+            raise ValueError(f"{store_uri!r} names no bucket: use s3://bucket/prefix")
+        return S3ModelStore(parsed.netloc, parsed.path)
+    if parsed.scheme == "file":
+        return LocalModelStore(Path(parsed.path))
+    if parsed.scheme:
+        raise ValueError(f"unsupported model store {store_uri!r}: use s3://bucket/prefix or a folder")
+    return LocalModelStore(Path(store_uri))
