@@ -1,0 +1,357 @@
+"""`python -m bench`: benchmark the inference runtime and write bench/results/.
+
+For each model: warm latency against the in-process floor, throughput at 1 and 2
+threads, the reload-per-request peer pattern (one child process), then cold starts of
+a serving process (local store and S3 through moto) against a bare script,
+interleaved. Results go to results.json and latency.png; the tables are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import PIL
+import psutil
+import torch
+import torchvision
+from moto.server import ThreadedMotoServer
+
+from bench.artifacts import S3_PREFIX, VERSION, PublishedModel, large_photo_jpeg, photo_jpeg, publish
+from bench.child import DEFAULT_HANDLER
+from bench.report import markdown_report
+from bench.sizing import PRICE_PER_GB_SECOND_USD, PRICE_PER_MILLION_REQUESTS_USD, PRICES_AS_OF, sizing_guide
+from bench.stats import summarise_s
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = REPO_ROOT / "bench" / "results"
+MODELS = ("resnet18", "mobilenet_v3_small", "efficientnet_b0")
+BUCKET = "bench-models"
+DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+WARM_TARGETS = {"resnet18": 1.10, "mobilenet_v3_small": 1.25}
+COLD_TARGET = 1.3
+CHILD_TIMEOUT_S = 600
+
+
+@dataclass(frozen=True)
+class Settings:
+    models: tuple[str, ...]
+    iterations: int
+    peer_iterations: int
+    cold_repeats: int
+    throughput_seconds: float
+    batch_size: int
+    handler: str
+
+
+FULL = {"iterations": 40, "peer_iterations": 10, "cold_repeats": 3, "throughput_seconds": 3.0}
+QUICK = {"iterations": 5, "peer_iterations": 2, "cold_repeats": 1, "throughput_seconds": 0.3}
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[Settings, Path, bool]:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run: one small model, few samples")
+    parser.add_argument("--models", nargs="+", choices=MODELS, help=f"default: all ({', '.join(MODELS)})")
+    parser.add_argument("--output-dir", type=Path, help="default: bench/results (a temp folder with --quick)")
+    parser.add_argument("--batch-size", type=int, default=8, help="images per batch request (default 8)")
+    parser.add_argument("--handler", default=DEFAULT_HANDLER, help="module:function (default %(default)s)")
+    parser.add_argument("--no-plot", action="store_true", help="skip latency.png")
+    args = parser.parse_args(argv)
+    amounts = QUICK if args.quick else FULL
+    models = tuple(args.models or (("mobilenet_v3_small",) if args.quick else MODELS))
+    output_dir = args.output_dir or (
+        Path(tempfile.gettempdir()) / "bench-quick" if args.quick else RESULTS_DIR
+    )
+    settings = Settings(models=models, batch_size=args.batch_size, handler=args.handler, **amounts)
+    return settings, output_dir, not args.no_plot
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    cpu_model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], check=False, capture_output=True, text=True, cwd=REPO_ROOT
+    )
+    return {
+        "cpu": cpu_model,
+        "cores": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "pillow": PIL.__version__,
+        "git_commit": commit.stdout.strip(),
+        "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "load_average_at_start": [round(load, 2) for load in os.getloadavg()],
+    }
+
+
+@contextmanager
+def moto_s3():
+    """A moto S3 server on 127.0.0.1 and a boto3 client for it; yields (client, endpoint URL)."""
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
+    try:
+        yield client, endpoint
+    finally:
+        server.stop()
+
+
+def child_env(model_store: str, model_name: str, s3_endpoint: str) -> dict[str, str]:
+    """The serving process's environment: the model location as the stack sets it, S3 pointed at moto."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    env |= DUMMY_CREDENTIALS
+    env |= {
+        "AWS_ENDPOINT_URL_S3": s3_endpoint,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "MODEL_STORE": model_store,
+        "MODEL_NAME": model_name,
+        "MODEL_VERSION": "latest",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    return env
+
+
+def run_child(module: str, args: list[str], env: dict[str, str], workdir: Path) -> dict[str, Any]:
+    """Run `python -m module args`; its result file as a dict, plus when it was spawned."""
+    result_path = workdir / f"result-{time.monotonic_ns()}.json"
+    stderr_path = workdir / "child-stderr.txt"
+    with stderr_path.open("wb") as stderr:
+        spawned_at = time.time()
+        completed = subprocess.run(
+            [sys.executable, "-m", module, *args, str(result_path)],
+            env=env,
+            cwd=REPO_ROOT,
+            stdout=subprocess.DEVNULL,  # the handler's per-request logs; Lambda ships them off too
+            stderr=stderr,
+            timeout=CHILD_TIMEOUT_S,
+            check=False,
+        )
+    if completed.returncode != 0 or not result_path.exists():
+        tail = stderr_path.read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"{module} {' '.join(args)} failed ({completed.returncode}):\n{tail}")
+    result = json.loads(result_path.read_text())
+    result["spawned_at"] = spawned_at
+    return result
+
+
+class Bench:
+    """One benchmark run: the published models, the photos and the places children read them from."""
+
+    def __init__(self, settings: Settings, workdir: Path, s3_endpoint: str) -> None:
+        self.settings = settings
+        self.workdir = workdir
+        self.local_store = workdir / "store"
+        self.s3_endpoint = s3_endpoint
+        self.photo_path = workdir / "photo.jpg"
+        self.large_photo_path = workdir / "photo-12mp.jpg"
+        self.photo_path.write_bytes(photo_jpeg())
+        self.large_photo_path.write_bytes(large_photo_jpeg())
+
+    def env(self, model: PublishedModel, store: str) -> dict[str, str]:
+        uri = str(self.local_store) if store == "local" else f"s3://{BUCKET}/{S3_PREFIX}"
+        return child_env(uri, model.model_name, self.s3_endpoint)
+
+    def warm(self, model: PublishedModel) -> dict[str, Any]:
+        settings_path = self.workdir / "warm-settings.json"
+        settings_path.write_text(
+            json.dumps(
+                {
+                    "handler": self.settings.handler,
+                    "store": str(self.local_store),
+                    "model_name": model.model_name,
+                    "version": VERSION,
+                    "photo_path": str(self.photo_path),
+                    "large_photo_path": str(self.large_photo_path),
+                    "iterations": self.settings.iterations,
+                    "peer_iterations": self.settings.peer_iterations,
+                    "throughput_seconds": self.settings.throughput_seconds,
+                    "throughput_threads": [1, 2],
+                    "batch_size": self.settings.batch_size,
+                }
+            )
+        )
+        return run_child("bench.warm", [str(settings_path)], self.env(model, "local"), self.workdir)
+
+    def cold_floor(self, model: PublishedModel) -> dict[str, Any]:
+        args = [model.architecture, str(model.weights_path)]
+        result = run_child("bench.bare_floor", args, self.env(model, "local"), self.workdir)
+        return {"seconds": result["done_at"] - result["spawned_at"], "peak_rss_mb": result["peak_rss_mb"]}
+
+    def cold_serving(self, model: PublishedModel, store: str) -> dict[str, Any]:
+        args = [self.settings.handler, str(self.photo_path), str(self.settings.batch_size)]
+        result = run_child("bench.cold", args, self.env(model, store), self.workdir)
+        return {
+            "seconds": result["first_response_at"] - result["spawned_at"],
+            "phases_s": {
+                "interpreter_start": result["started_at"] - result["spawned_at"],
+                "init": result["initialised_at"] - result["started_at"],
+                "first_request": result["first_response_at"] - result["initialised_at"],
+            },
+            "peak_rss_mb": result["peak_rss_mb"],
+            "imported": result["imported"],
+        }
+
+    def cold(self, model: PublishedModel) -> dict[str, Any]:
+        """Cold starts of the floor and of serving from each store, interleaved round by round."""
+        runs: dict[str, list[dict]] = {"floor_bare": [], "handler_local": [], "handler_s3": []}
+        for _ in range(self.settings.cold_repeats):
+            runs["floor_bare"].append(self.cold_floor(model))
+            runs["handler_local"].append(self.cold_serving(model, "local"))
+            runs["handler_s3"].append(self.cold_serving(model, "s3"))
+        summary: dict[str, Any] = {}
+        for name, attempts in runs.items():
+            summary[name] = summarise_s([attempt["seconds"] for attempt in attempts])
+            summary[name]["peak_rss_mb"] = round(max(attempt["peak_rss_mb"] for attempt in attempts), 1)
+            if "phases_s" in attempts[0]:
+                fastest = min(attempts, key=lambda attempt: attempt["seconds"])
+                summary[name]["phases_s_of_fastest"] = {
+                    k: round(v, 3) for k, v in fastest["phases_s"].items()
+                }
+                summary[name]["imported"] = fastest["imported"]
+        return summary
+
+
+def ratios(warm: dict[str, Any], cold: dict[str, Any]) -> dict[str, float]:
+    latency = warm["latency_ms"]
+    floor_cold = cold["floor_bare"]["median"]
+    return {
+        "warm_raw_p50_vs_floor": round(latency["handler_raw"]["p50"] / latency["floor"]["p50"], 3),
+        "warm_json_p50_vs_floor": round(latency["handler_json"]["p50"] / latency["floor"]["p50"], 3),
+        "warm_large_jpeg_p50_vs_floor": round(
+            latency["handler_raw_large"]["p50"] / latency["floor_large"]["p50"], 3
+        ),
+        "peer_reload_p50_vs_handler": round(latency["peer_reload"]["p50"] / latency["handler_raw"]["p50"], 2),
+        "cold_local_vs_floor": round(cold["handler_local"]["median"] / floor_cold, 3),
+        "cold_s3_vs_floor": round(cold["handler_s3"]["median"] / floor_cold, 3),
+    }
+
+
+def targets(models: dict[str, dict]) -> list[dict[str, Any]]:
+    """Every target of the issue that this run can check, with the measured ratio."""
+    rows = []
+    for name, result in models.items():
+        measured = result["ratios"]
+        for kind in ("raw", "json"):
+            if name in WARM_TARGETS:
+                ratio = measured[f"warm_{kind}_p50_vs_floor"]
+                rows.append(
+                    {
+                        "model": name,
+                        "what": f"warm p50, {kind} body, vs floor",
+                        "ratio": ratio,
+                        "target": WARM_TARGETS[name],
+                        "met": ratio <= WARM_TARGETS[name],
+                    }
+                )
+        ratio = measured["cold_local_vs_floor"]
+        rows.append(
+            {
+                "model": name,
+                "what": "cold start (local store) vs bare script",
+                "ratio": ratio,
+                "target": COLD_TARGET,
+                "met": ratio <= COLD_TARGET,
+            }
+        )
+    return rows
+
+
+def sizing(warm: dict[str, Any], peak_rss_mb: float) -> list[dict[str, Any]]:
+    per_thread = warm["throughput"]
+    return sizing_guide(
+        per_thread["1"]["handler_single"]["p50_ms_per_call"],
+        per_thread["2"]["handler_single"]["p50_ms_per_call"],
+        peak_rss_mb,
+    )
+
+
+def prime_page_cache(bench: Bench, model: PublishedModel) -> None:
+    """One discarded bare start, so every measured start finds torch's libraries in the page cache."""
+    bench.cold_floor(model)
+
+
+def run(settings: Settings) -> dict[str, Any]:
+    results: dict[str, Any] = {
+        "command": "python -m bench" + (" --quick" if settings.iterations == QUICK["iterations"] else ""),
+        "machine": machine(),
+        "settings": settings.__dict__ | {"models": list(settings.models)},
+        "prices": {
+            "per_gb_second_usd": PRICE_PER_GB_SECOND_USD,
+            "per_million_requests_usd": PRICE_PER_MILLION_REQUESTS_USD,
+            "as_of": PRICES_AS_OF,
+        },
+        "models": {},
+    }
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp, moto_s3() as (s3, endpoint):
+        s3.create_bucket(Bucket=BUCKET)
+        bench = Bench(settings, Path(tmp), endpoint)
+        published = {name: publish(name, bench.local_store, s3, BUCKET) for name in settings.models}
+        prime_page_cache(bench, published[settings.models[0]])
+        for name, model in published.items():
+            print(f"[bench] {name}: warm latency, throughput, reload per request", flush=True)
+            warm = bench.warm(model)
+            print(f"[bench] {name}: cold starts x{settings.cold_repeats}", flush=True)
+            cold = bench.cold(model)
+            results["models"][name] = {
+                "weights_mb": round(model.weights_size_bytes / 2**20, 1),
+                "warm": warm,
+                "cold_start_s": cold,
+                "ratios": ratios(warm, cold),
+                "sizing": sizing(warm, cold["handler_s3"]["peak_rss_mb"]),
+            }
+    results["targets"] = targets(results["models"])
+    results["machine"]["load_average_at_end"] = [round(load, 2) for load in os.getloadavg()]
+    results["duration_s"] = round(time.perf_counter() - started, 1)
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings, output_dir, plot = parse_args(argv)
+    results = run(settings)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    if plot:
+        from bench.plot import plot_results
+
+        plot_results(results, output_dir / "latency.png")
+    print(markdown_report(results))
+    print(f"[bench] wrote {output_dir}/results.json" + (" and latency.png" if plot else ""))
+
+
+if __name__ == "__main__":
+    main()

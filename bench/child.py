@@ -1,0 +1,57 @@
+"""What every measuring child process shares: loading the handler, calling it, reporting back.
+
+Kept to the standard library and `bench.events` so that importing it costs a child
+next to nothing before the measured work starts.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import resource
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.events import LambdaContext
+
+DEFAULT_HANDLER = "lambda_src.handler:lambda_handler"
+# Modules whose presence in a serving process tells whether it imports more than it needs.
+WATCHED_MODULES = ("boto3", "botocore", "aws_lambda_powertools", "torch._dynamo", "matplotlib", "numpy")
+
+Handler = Callable[[dict, Any], dict]
+
+
+class BenchFailure(RuntimeError):
+    """A measured call did not succeed, so its timing would mean nothing."""
+
+
+def import_handler(spec: str = DEFAULT_HANDLER) -> Handler:
+    """Import `module:function` (this runs the function's init, as the Lambda runtime does)."""
+    module_name, _, function_name = spec.partition(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, function_name)
+
+
+def invoke(handler: Handler, event: dict) -> dict:
+    """Call the handler like the Lambda runtime; anything but a 200 stops the benchmark."""
+    response = handler(event, LambdaContext())
+    if response.get("statusCode") != 200:
+        raise BenchFailure(
+            f"handler answered {response.get('statusCode')}: {str(response.get('body'))[:500]}"
+        )
+    return response
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def imported_modules() -> dict[str, bool]:
+    return {name: name in sys.modules for name in WATCHED_MODULES}
+
+
+def write_result(path: str | Path, result: dict[str, Any]) -> None:
+    Path(path).write_text(json.dumps(result, indent=2), encoding="utf-8")

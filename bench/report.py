@@ -1,0 +1,154 @@
+"""The Markdown tables of a results.json, as pasted into the README.
+
+python -m bench.report [bench/results/results.json]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def spread(summary: dict[str, float]) -> str:
+    return f"{summary['p50']:.1f} / {summary['p95']:.1f}"
+
+
+def warm_table(models: dict[str, Any]) -> str:
+    rows = []
+    for name, result in models.items():
+        latency, ratio = result["warm"]["latency_ms"], result["ratios"]
+        rows.append(
+            [
+                name,
+                spread(latency["floor"]),
+                spread(latency["handler_raw"]),
+                spread(latency["handler_json"]),
+                f"{ratio['warm_raw_p50_vs_floor']:.2f}x / {ratio['warm_json_p50_vs_floor']:.2f}x",
+                f"{latency['floor_large']['p50']:.0f} / {latency['handler_raw_large']['p50']:.0f}",
+                f"{latency['peer_reload']['p50']:.0f} ({ratio['peer_reload_p50_vs_handler']:.0f}x)",
+            ]
+        )
+    return table(
+        [
+            "model",
+            "floor p50 / p95 ms",
+            "handler raw JPEG",
+            "handler JSON base64",
+            "p50 vs floor (raw / JSON)",
+            "12 MP JPEG p50: floor / handler",
+            "reload per request p50 ms (vs handler)",
+        ],
+        rows,
+    )
+
+
+def cold_table(models: dict[str, Any]) -> str:
+    rows = []
+    for name, result in models.items():
+        cold, ratio = result["cold_start_s"], result["ratios"]
+        rows.append(
+            [
+                name,
+                f"{cold['floor_bare']['median']:.2f}",
+                f"{cold['handler_local']['median']:.2f}",
+                f"{cold['handler_s3']['median']:.2f}",
+                f"{ratio['cold_local_vs_floor']:.2f}x / {ratio['cold_s3_vs_floor']:.2f}x",
+                f"{cold['floor_bare']['peak_rss_mb']:.0f} / {cold['handler_s3']['peak_rss_mb']:.0f}",
+            ]
+        )
+    return table(
+        [
+            "model",
+            "bare script s",
+            "serving, local store s",
+            "serving, S3 (moto) s",
+            "vs bare (local / S3)",
+            "peak RSS MiB: bare / serving",
+        ],
+        rows,
+    )
+
+
+def throughput_table(models: dict[str, Any], batch_size: int) -> str:
+    rows = []
+    for name, result in models.items():
+        for threads, rates in result["warm"]["throughput"].items():
+            rows.append(
+                [
+                    name,
+                    threads,
+                    rates["handler_single"]["images_per_s"],
+                    rates["handler_batch"]["images_per_s"],
+                    rates["floor_single"]["images_per_s"],
+                    rates["floor_batch"]["images_per_s"],
+                ]
+            )
+    return table(
+        [
+            "model",
+            "threads",
+            "handler, 1 image/request",
+            f"handler, {batch_size} images/request",
+            "floor, 1 image",
+            f"floor, batch of {batch_size}",
+        ],
+        rows,
+    )
+
+
+def sizing_table(models: dict[str, Any]) -> str:
+    rows = []
+    for name, result in models.items():
+        for row in result["sizing"]:
+            rows.append(
+                [
+                    name,
+                    row["memory_mb"],
+                    f"{row['vcpus']:g}",
+                    f"{row['expected_p50_ms']:.0f}" + ("" if row["measured"] else " (extrapolated)"),
+                    f"{row['cost_per_million_usd']:.2f}",
+                ]
+            )
+    return table(["model", "memory MB", "vCPU", "expected warm p50 ms", "USD per 1M requests"], rows)
+
+
+def targets_table(targets: list[dict[str, Any]]) -> str:
+    rows = [
+        [
+            row["model"],
+            row["what"],
+            f"{row['ratio']:.2f}x",
+            f"<= {row['target']:.2f}x",
+            "met" if row["met"] else "NOT met",
+        ]
+        for row in targets
+    ]
+    return table(["model", "what", "measured", "target", ""], rows)
+
+
+def markdown_report(results: dict[str, Any]) -> str:
+    models, settings = results["models"], results["settings"]
+    return "\n\n".join(
+        [
+            f"Warm latency, ms (threads: {next(iter(models.values()))['warm']['threads']}, "
+            f"{settings['iterations']} requests per variant)\n\n" + warm_table(models),
+            f"Cold start to first response, s (median of {settings['cold_repeats']})\n\n"
+            + cold_table(models),
+            "Throughput, images/s\n\n" + throughput_table(models, settings["batch_size"]),
+            "Memory sizing\n\n" + sizing_table(models),
+            "Targets\n\n" + targets_table(results["targets"]),
+        ]
+    )
+
+
+if __name__ == "__main__":
+    path = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "results" / "results.json"
+    print(markdown_report(json.loads(path.read_text(encoding="utf-8"))))
