@@ -1,0 +1,104 @@
+"""Image bytes to an upright RGB picture, for JPEG, PNG and WebP only, within a pixel budget.
+
+Only the three accepted formats' decoders ever see the bytes, and the pixel count is
+checked from the header before anything is decoded, so a decompression bomb costs
+nothing. Every failure is an `ApiError` (4xx) whose message names the image.
+"""
+
+from __future__ import annotations
+
+import io
+
+from PIL import Image, UnidentifiedImageError
+
+from lambda_src.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from lambda_src.preprocessing import to_rgb
+
+ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP")
+# Pillow reports multi-picture JPEGs (what many phone cameras write) as MPO.
+_DECODED_FORMATS = {"JPEG", "MPO", "PNG", "WEBP"}
+_JPEG_FORMATS = {"JPEG", "MPO"}
+
+# Signatures of common image formats the API refuses, to answer 415 rather than "not an image".
+_OTHER_SIGNATURES = (
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"\x00\x00\x01\x00", "ICO"),
+    (b"8BPS", "PSD"),
+    (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "JPEG 2000"),
+    (b"\xff\x4f\xff\x51", "JPEG 2000"),
+    (b"%PDF", "PDF"),
+)
+_ISO_MEDIA_BRANDS = {b"avif": "AVIF", b"avis": "AVIF", b"heic": "HEIC", b"heix": "HEIC", b"mif1": "HEIF"}
+
+
+def decode_image(data: bytes, *, max_pixels: int, min_side: int, what: str = "the image") -> Image.Image:
+    """Decode `data` into an RGB image whose sides stay at least `min_side` where possible.
+
+    `what` names the image in error messages ("image 2"). JPEGs larger than needed are
+    decoded at a reduced scale (1/2, 1/4, 1/8), which is much faster for camera photos.
+    """
+    if not data:
+        raise BadRequest(f"{what} is empty")
+    image = _open(data, what)
+    width, height = image.size
+    if width * height > max_pixels:
+        raise PayloadTooLarge(
+            f"{what} is {width}x{height} = {width * height:,} pixels; the limit is {max_pixels:,}"
+        )
+    _check_resized_size(width, height, min_side=min_side, max_pixels=max_pixels, what=what)
+    try:
+        if image.format in _JPEG_FORMATS:
+            image.draft("RGB", (min_side, min_side))
+        image.load()
+        return to_rgb(image)
+    except Image.DecompressionBombError as error:
+        raise PayloadTooLarge(f"{what} is too large to decode: {error}") from None
+    except Exception as error:  # Pillow raises many types for broken data; all mean "corrupt"
+        raise BadRequest(f"{what} is a corrupt or truncated {_format_name(image)} image ({error})") from None
+
+
+def _check_resized_size(width: int, height: int, *, min_side: int, max_pixels: int, what: str) -> None:
+    """Refuse strips like 1x40,000,000: resizing their shorter side to `min_side` would explode."""
+    shorter, longer = sorted((max(width, 1), max(height, 1)))
+    resized_pixels = min_side * min_side * longer // shorter
+    if resized_pixels > max_pixels:
+        raise BadRequest(
+            f"{what} is {width}x{height}, too elongated to classify: scaled to a shorter side of "
+            f"{min_side} pixels it would have {resized_pixels:,} pixels (the limit is {max_pixels:,})"
+        )
+
+
+def _open(data: bytes, what: str) -> Image.Image:
+    """Identify the format from the header (no pixel data is decoded yet)."""
+    try:
+        image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+    except Image.DecompressionBombError as error:
+        raise PayloadTooLarge(f"{what} is too large to decode: {error}") from None
+    except UnidentifiedImageError:
+        other = sniff_other_format(data)
+        if other is not None:
+            raise UnsupportedMediaType(f"{what} is a {other} image; send JPEG, PNG or WebP") from None
+        raise BadRequest(f"{what} is not a JPEG, PNG or WebP image") from None
+    except Exception as error:  # a recognised header that is broken
+        raise BadRequest(f"{what} has a corrupt header ({error})") from None
+    if image.format not in _DECODED_FORMATS:
+        raise UnsupportedMediaType(f"{what} is a {image.format} image; send JPEG, PNG or WebP")
+    return image
+
+
+def sniff_other_format(data: bytes) -> str | None:
+    """The name of a well-known image format the API does not accept, if `data` starts like one."""
+    for signature, name in _OTHER_SIGNATURES:
+        if data.startswith(signature):
+            return name
+    if data[4:8] == b"ftyp":
+        return _ISO_MEDIA_BRANDS.get(data[8:12])
+    return None
+
+
+def _format_name(image: Image.Image) -> str:
+    return "JPEG" if image.format in _JPEG_FORMATS else ("WebP" if image.format == "WEBP" else "PNG")

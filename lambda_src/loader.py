@@ -1,0 +1,152 @@
+"""Load a published model: resolve its version, verify the artifact, build it, warm it up.
+
+Every way an artifact can be unusable ends in a `ModelArtifactError` whose message
+a person can act on (which object, what is wrong), never a tensor traceback.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import torch
+from PIL import Image
+
+from lambda_src.architectures import build_model, load_weights
+from lambda_src.artifact import (
+    LATEST,
+    Manifest,
+    check_name,
+    latest_key,
+    manifest_key,
+    sha256_hex,
+    weights_key,
+)
+from lambda_src.cpus import available_cpus
+from lambda_src.errors import ArtifactNotFound, IntegrityError, ManifestError, ModelArtifactError
+from lambda_src.model_store import ModelLocation, ModelStore, open_store
+from lambda_src.preprocessing import eval_transform
+from lambda_src.timing import PhaseTimer
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A verified model in eval mode, ready to serve, and what it took to load it."""
+
+    manifest: Manifest
+    network: torch.nn.Module
+    transform: Callable[[Image.Image], torch.Tensor]
+    torch_threads: int
+    phases_ms: dict[str, float] = field(default_factory=dict)
+
+
+def load_model(
+    location: ModelLocation, *, torch_threads: int = 0, store: ModelStore | None = None
+) -> LoadedModel:
+    """Read, verify, build and warm up the model at `location` (threads: 0 = all available CPUs)."""
+    timer = PhaseTimer()
+    with timer.phase("open_store"):
+        store = store if store is not None else open_store(location.store_uri)
+    with timer.phase("resolve_version"):
+        version = resolve_version(store, location)
+    with timer.phase("read_manifest"):
+        manifest = read_manifest(store, location.model_name, version)
+    weights_location = store.describe(weights_key(store.prefix, location.model_name, version))
+    with timer.phase("read_weights"):
+        weights = store.read(weights_key(store.prefix, location.model_name, version))
+    with timer.phase("verify_weights"):
+        verify_weights(weights, manifest, weights_location)
+    with timer.phase("build_model"):
+        network = build_model(manifest.architecture, manifest.num_classes)
+    with timer.phase("load_weights"):
+        state_dict = read_state_dict(weights, weights_location)
+        load_weights(
+            network, state_dict, f"{manifest.architecture} with the manifest's {manifest.num_classes} classes"
+        )
+        network.eval()
+    threads = configure_threads(torch_threads)
+    with timer.phase("warm_up"):
+        warm_up(network, manifest.preprocessing.crop)
+    return LoadedModel(
+        manifest=manifest,
+        network=network,
+        transform=eval_transform(manifest.preprocessing),
+        torch_threads=threads,
+        phases_ms=timer.rounded(),
+    )
+
+
+def resolve_version(store: ModelStore, location: ModelLocation) -> str:
+    """The pinned version, or the one the model's LATEST pointer names."""
+    if location.version != LATEST:
+        return location.version
+    key = latest_key(store.prefix, location.model_name)
+    try:
+        raw = store.read(key)
+    except ArtifactNotFound as error:
+        raise ArtifactNotFound(f"model {location.model_name!r} has no published version: {error}") from None
+    try:
+        return check_name("version", raw.decode("utf-8").strip())
+    except (UnicodeDecodeError, ValueError) as error:
+        raise ManifestError(f"{store.describe(key)} does not name a version: {error}") from None
+
+
+def read_manifest(store: ModelStore, model_name: str, version: str) -> Manifest:
+    """The manifest of `model_name` `version`, checked to describe exactly that version."""
+    key = manifest_key(store.prefix, model_name, version)
+    try:
+        manifest = Manifest.from_json(store.read(key))
+    except ManifestError as error:
+        raise ManifestError(f"{store.describe(key)}: {error}") from None
+    if (manifest.model_name, manifest.version) != (model_name, version):
+        raise ManifestError(
+            f"{store.describe(key)} describes {manifest.model_name!r} version {manifest.version!r}, "
+            f"not {model_name!r} version {version!r}"
+        )
+    return manifest
+
+
+def verify_weights(weights: bytes, manifest: Manifest, description: str) -> None:
+    """Raise IntegrityError unless the weights have the size and SHA-256 the manifest records."""
+    if len(weights) != manifest.weights_size_bytes:
+        raise IntegrityError(
+            f"{description} is {len(weights)} bytes but the manifest says {manifest.weights_size_bytes}: "
+            "the upload is incomplete or the object was replaced"
+        )
+    actual = sha256_hex(weights)
+    if actual != manifest.weights_sha256:
+        raise IntegrityError(
+            f"{description} has SHA-256 {actual} but the manifest says {manifest.weights_sha256}: "
+            "the weights are corrupt or were replaced"
+        )
+
+
+def read_state_dict(weights: bytes, description: str) -> Mapping[str, torch.Tensor]:
+    """Deserialize a state dict without executing pickled code (tensors and plain containers only)."""
+    try:
+        state_dict = torch.load(io.BytesIO(weights), weights_only=True, map_location="cpu")
+    except Exception as error:  # torch raises many types here; each means the same thing
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelArtifactError(f"{description} is not a loadable state dict: {first_line}") from None
+    if not isinstance(state_dict, Mapping) or not all(
+        isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state_dict.items()
+    ):
+        raise ModelArtifactError(
+            f"{description} holds a {type(state_dict).__name__}, "
+            "not a state dict (a mapping of names to tensors)"
+        )
+    return state_dict
+
+
+def configure_threads(requested: int) -> int:
+    """Set torch's intra-op threads (0 = the CPUs this process really has); return the count."""
+    threads = requested if requested > 0 else available_cpus()
+    torch.set_num_threads(threads)
+    return threads
+
+
+def warm_up(network: torch.nn.Module, crop: int) -> None:
+    """One forward pass, so the first request does not pay for lazy initialisation."""
+    with torch.inference_mode():
+        network(torch.zeros(1, 3, crop, crop))

@@ -1,0 +1,73 @@
+"""Structured JSON logs and CloudWatch metrics for the runtime, both as lines on stdout.
+
+Logs come from Powertools' `Logger` (one JSON object per line). Metrics are written
+in CloudWatch's Embedded Metric Format (EMF), which CloudWatch Logs turns into
+metrics with no API calls. Environment (the Powertools conventions):
+
+    POWERTOOLS_SERVICE_NAME       `service` key of every log line and metric dimension (pytorch-inference)
+    POWERTOOLS_METRICS_NAMESPACE  CloudWatch namespace of the metrics (PyTorchInference)
+    POWERTOOLS_METRICS_DISABLED   "true" writes no metrics (e.g. for a local server)
+    POWERTOOLS_LOG_LEVEL          DEBUG, INFO (default), WARNING, ERROR
+
+Safe for concurrent requests: no per-request state lives on shared objects.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from collections.abc import Mapping
+from typing import TextIO
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+
+DEFAULT_SERVICE_NAME = "pytorch-inference"
+DEFAULT_METRICS_NAMESPACE = "PyTorchInference"
+_TRUE = {"1", "true", "yes", "on"}
+
+
+class Telemetry:
+    """A JSON logger plus an EMF metrics writer for one service."""
+
+    def __init__(
+        self,
+        *,
+        service: str = DEFAULT_SERVICE_NAME,
+        namespace: str = DEFAULT_METRICS_NAMESPACE,
+        stream: TextIO | None = None,
+        metrics_enabled: bool = True,
+    ) -> None:
+        self.service = service
+        self.namespace = namespace
+        self.metrics_enabled = metrics_enabled
+        self.logger = Logger(service=service, stream=stream)
+        self._stream = stream
+        self._write_lock = threading.Lock()
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Telemetry:
+        env = os.environ if environ is None else environ
+        return cls(
+            service=env.get("POWERTOOLS_SERVICE_NAME") or DEFAULT_SERVICE_NAME,
+            namespace=env.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_METRICS_NAMESPACE,
+            metrics_enabled=env.get("POWERTOOLS_METRICS_DISABLED", "").strip().lower() not in _TRUE,
+        )
+
+    def put_metrics(self, values: Mapping[str, tuple[MetricUnit, float]]) -> None:
+        """Write one EMF line with these metrics (name -> (unit, value)), dimensioned by service."""
+        if not self.metrics_enabled or not values:
+            return
+        metrics = EphemeralMetrics(namespace=self.namespace, service=self.service)
+        for name, (unit, value) in values.items():
+            metrics.add_metric(name=name, unit=unit, value=value)
+        line = json.dumps(metrics.serialize_metric_set(), separators=(",", ":"))
+        stream = self._stream if self._stream is not None else sys.stdout
+        with self._write_lock:
+            try:
+                stream.write(line + "\n")
+                stream.flush()
+            except (OSError, ValueError):  # a closed or broken stdout must not fail the request
+                pass
