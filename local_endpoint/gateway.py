@@ -13,10 +13,13 @@ This mimics a Regional REST API with Lambda proxy integrations (payload format 1
   error"}`). The real 413 bodies are API Gateway's own (`HTTP content length exceeded
   10485760 bytes.`, `{"message": "Request Too Long"}`); here they use the API's JSON
   error shape so every 4xx a client sees locally reads the same.
-- Routing is the handler's job: every path and method is forwarded (with `resource`
-  set to the path), and the handler's router answers unknown routes with 404 and
-  wrong methods with 405. The deployed API has only `POST /predict` and `GET
-  /health`, so API Gateway answers other routes there before the function runs.
+- Routing is the handler's job here: every path and method is forwarded (with
+  `resource` set to the path), and the handler's router answers unknown routes with
+  404 and wrong methods with 405. The deployed API differs on purpose in two ways
+  (stacks/inference_api.py): it has only `POST /predict` and `GET /health`, so API
+  Gateway answers any other route itself with 403 `MISSING_AUTHENTICATION_TOKEN`,
+  and it validates JSON bodies of `/predict` against its request model (400
+  `BAD_REQUEST_BODY`). Locally the handler's own checks answer those requests.
 """
 
 from __future__ import annotations
@@ -34,12 +37,13 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from lambda_src.errors import ApiError, PayloadTooLarge
 
-# The API's binary media types (the inference stack configures the same list).
-# `*/*` is deliberately absent: JSON bodies then reach the function as plain text.
+# The deployed API's settings (stacks/inference_api.py; a test keeps the two equal). Importing
+# them would load aws_cdk into the server. `*/*` is deliberately not a binary media type: JSON
+# bodies reach the function as plain text.
 BINARY_MEDIA_TYPES = ("image/jpeg", "image/png", "image/webp")
+DEFAULT_STAGE = "v1"
 API_GATEWAY_MAX_BODY_BYTES = 10 * 1024 * 1024  # 10 MB: REST API payload limit
 LAMBDA_MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # 6 MB: synchronous invoke request and response limit
-DEFAULT_STAGE = "prod"
 LOCAL_ACCOUNT_ID = "000000000000"
 LOCAL_API_ID = "local"
 

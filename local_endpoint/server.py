@@ -17,6 +17,7 @@ import traceback
 from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 from lambda_src.errors import BadRequest
 from local_endpoint import gateway
@@ -124,6 +125,7 @@ class _ProxyRequestHandler(BaseHTTPRequestHandler):
     def _proxy(self) -> None:
         started = time.monotonic()
         request_id = gateway.new_request_id()
+        self._integration_latency_ms: float | None = None
         try:
             body = self._read_body(request_id)
             response = self._invoke(body, request_id)
@@ -153,6 +155,7 @@ class _ProxyRequestHandler(BaseHTTPRequestHandler):
         if event_size > gateway.LAMBDA_MAX_PAYLOAD_BYTES:
             return gateway.event_too_large(event_size, request_id)
         context = new_context(self.server.function, self.server.log_stream_name)
+        invoked = time.monotonic()
         try:
             proxy_response = self.server.lambda_handler(event, context)
         except Exception as error:
@@ -168,6 +171,8 @@ class _ProxyRequestHandler(BaseHTTPRequestHandler):
                 }
             )
             return gateway.internal_server_error(request_id)
+        finally:
+            self._integration_latency_ms = (time.monotonic() - invoked) * 1000
         return self._to_http(proxy_response, request_id)
 
     def _to_http(self, proxy_response: Any, request_id: str) -> gateway.HttpResponse:
@@ -269,17 +274,20 @@ class _ProxyRequestHandler(BaseHTTPRequestHandler):
         self.close_connection = True
 
     def _access_log(self, request_id: str, response: gateway.HttpResponse, started: float) -> None:
+        """The stage's access log line (same fields as the deployed API's, latencies in ms)."""
+        integration = getattr(self, "_integration_latency_ms", None)
         log_line(
             {
                 "requestId": request_id,
                 "ip": self.client_address[0],
-                "requestTime": self.log_date_time_string(),
+                "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime()),
                 "httpMethod": self.command,
-                "path": self.path,
+                "resourcePath": urlsplit(self.path).path,
                 "status": response.status,
                 "protocol": self.request_version,
                 "responseLength": len(response.body),
-                "responseLatencyMs": round((time.monotonic() - started) * 1000, 1),
+                "responseLatency": round((time.monotonic() - started) * 1000),
+                "integrationLatency": None if integration is None else round(integration),
             }
         )
 

@@ -95,7 +95,7 @@ def test_json_post_becomes_a_text_event_with_query_and_headers(endpoint, recorde
     assert event["headers"]["X-Forwarded-For"] == "127.0.0.1"
     assert event["pathParameters"] is None and event["stageVariables"] is None
     context = event["requestContext"]
-    assert context["stage"] == "prod" and context["path"] == "/prod/predict"
+    assert context["stage"] == "v1" and context["path"] == "/v1/predict"
     assert context["resourcePath"] == "/predict" and context["httpMethod"] == "POST"
     assert context["identity"]["sourceIp"] == "127.0.0.1"
     assert isinstance(context["requestTimeEpoch"], int)

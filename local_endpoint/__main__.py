@@ -1,0 +1,35 @@
+"""`python -m local_endpoint`: serve a model store through the real Lambda handler on 127.0.0.1."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from local_endpoint.cli import add_serving_options, run
+from local_endpoint.service import location_from_args
+
+
+def parser() -> argparse.ArgumentParser:
+    cli = argparse.ArgumentParser(
+        prog="python -m local_endpoint",
+        description=(
+            "Serve a published model on 127.0.0.1 through the same Lambda handler the deployed "
+            "function runs, behind a local stand-in for API Gateway (POST /predict, GET /health)."
+        ),
+    )
+    add_serving_options(cli)
+    return cli
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        location = location_from_args(args)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return run(location, args.host, args.port)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
