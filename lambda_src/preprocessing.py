@@ -18,7 +18,10 @@ from lambda_src.artifact import Preprocessing
 def to_rgb(image: Image.Image) -> Image.Image:
     """Upright RGB: apply EXIF orientation, composite alpha on white, convert L/P/CMYK/I."""
     image = ImageOps.exif_transpose(image)
-    if image.mode in {"RGBA", "LA"} or (image.mode == "P" and "transparency" in image.info):
+    if image.mode.startswith("I;16"):
+        # 16-bit greyscale (PNG): scale to 8 bits; a plain convert clips everything above 255 to white.
+        image = image.convert("I").point(lambda value: value / 256).convert("L")
+    if image.mode in {"RGBA", "LA", "PA"} or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGB", rgba.size, (255, 255, 255))
         background.paste(rgba, mask=rgba.getchannel("A"))
