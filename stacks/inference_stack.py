@@ -1,0 +1,81 @@
+"""The stateless half: function and API. Safe to destroy and redeploy; the model stays in the bucket."""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from lambda_src.artifact import model_prefix as artifact_model_prefix
+from stacks.config import LOG_RETENTION_DAYS, DeploymentConfig
+from stacks.inference_api import InferenceApi
+from stacks.inference_function import InferenceFunction
+
+
+class InferenceStack(Stack):
+    """Role, container-image function and REST API serving the model kept in `model_bucket`."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: DeploymentConfig, model_bucket: s3.IBucket
+    ) -> None:
+        super().__init__(
+            scope,
+            construct_id,
+            description="Inference: container-image Lambda function and REST API for a PyTorch classifier",
+        )
+        log_retention = logs.RetentionDays[LOG_RETENTION_DAYS[config.log_retention_days]]
+        self.inference_function = InferenceFunction(
+            self,
+            "InferenceFunction",
+            model_bucket=model_bucket,
+            model_prefix=config.model_prefix,
+            model_name=config.model_name,
+            model_version=config.model_version,
+            architecture=config.architecture,
+            memory_size_mb=config.memory_size_mb,
+            timeout=Duration.seconds(config.timeout_seconds),
+            ephemeral_storage_mb=config.ephemeral_storage_mb,
+            max_batch_size=config.max_batch_size,
+            reserved_concurrency=config.reserved_concurrency,
+            provisioned_concurrency=config.provisioned_concurrency,
+            log_retention=log_retention,
+            metrics_namespace=config.metrics_namespace,
+        )
+        self.api = InferenceApi(
+            self,
+            "Api",
+            handler=self.inference_function.live_alias,
+            auth_mode=config.auth_mode,
+            max_batch_size=config.max_batch_size,
+            throttle_rate_limit=config.throttle_rate_limit,
+            throttle_burst_limit=config.throttle_burst_limit,
+            api_key_quota_per_day=config.api_key_quota_per_day,
+            cors_allow_origin=config.cors_allow_origin,
+            log_retention=log_retention,
+            execution_log_level=config.execution_log_level,
+            create_cloudwatch_role=config.api_gateway_cloudwatch_role,
+        )
+        self._add_outputs(config, model_bucket)
+
+    def _add_outputs(self, config: DeploymentConfig, model_bucket: s3.IBucket) -> None:
+        store_uri = f"s3://{model_bucket.bucket_name}/{config.model_prefix}"
+        model_key_prefix = artifact_model_prefix(config.model_prefix, config.model_name)
+        model_location = f"s3://{model_bucket.bucket_name}/{model_key_prefix}/"
+        outputs = {
+            "EndpointUrl": (self.api.rest_api.url, "Base URL of the API: POST <url>predict, GET <url>health"),
+            "ModelBucketName": (model_bucket.bucket_name, "Bucket that holds the model artifacts"),
+            "ModelStoreUri": (store_uri, "Model store to publish to (python -m model_training publish)"),
+            "ModelLocation": (model_location, "Where the served model's versions and LATEST pointer live"),
+            "ModelName": (config.model_name, "Model the function serves"),
+            "ModelVersion": (config.model_version, "Version the function serves ('latest' follows LATEST)"),
+            "AuthMode": (config.auth_mode, "How callers authenticate: iam (SigV4), api_key or none"),
+            "FunctionName": (self.inference_function.function.function_name, "The inference function"),
+        }
+        if self.api.api_key is not None:
+            outputs["ApiKeyId"] = (
+                self.api.api_key.key_id,
+                "aws apigateway get-api-key --include-value --api-key <id> shows the key",
+            )
+        for output_id, (value, description) in outputs.items():
+            CfnOutput(self, output_id, value=value, description=description)
