@@ -19,6 +19,7 @@ from stacks.nag import acknowledge_statement_wildcards
 
 LAMBDA_SOURCE_DIR = Path(__file__).resolve().parent.parent / "lambda_src"
 LIVE_ALIAS_NAME = "live"
+ENV_CORS_ALLOW_ORIGIN = "CORS_ALLOW_ORIGIN"  # set only when CORS is on
 SERVICE_NAME = "image-classifier"  # POWERTOOLS_SERVICE_NAME: the service in logs, traces and metrics
 
 # One image, two names: the Lambda architecture and the platform the image is built for must match,
@@ -52,24 +53,29 @@ class InferenceFunction(Construct):
         provisioned_concurrency: int,
         log_retention: logs.RetentionDays,
         metrics_namespace: str,
+        cors_allow_origin: str | None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.log_group = self._build_log_group(log_retention)
         self.role = self._build_role(model_bucket, artifact_model_prefix(model_prefix, model_name))
+        environment = {
+            ENV_STORE: f"s3://{model_bucket.bucket_name}/{model_prefix}",
+            ENV_NAME: model_name,
+            ENV_VERSION: model_version,
+            ENV_MAX_BATCH_SIZE: str(max_batch_size),
+            "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
+            "POWERTOOLS_METRICS_NAMESPACE": metrics_namespace,
+        }
+        if cors_allow_origin:
+            # With Lambda proxy integration the function's own responses must carry the CORS header.
+            environment[ENV_CORS_ALLOW_ORIGIN] = cors_allow_origin
         self.function = self._build_function(
             architecture=architecture,
             memory_size_mb=memory_size_mb,
             timeout=timeout,
             ephemeral_storage_mb=ephemeral_storage_mb,
             reserved_concurrency=reserved_concurrency,
-            environment={
-                ENV_STORE: f"s3://{model_bucket.bucket_name}/{model_prefix}",
-                ENV_NAME: model_name,
-                ENV_VERSION: model_version,
-                ENV_MAX_BATCH_SIZE: str(max_batch_size),
-                "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
-                "POWERTOOLS_METRICS_NAMESPACE": metrics_namespace,
-            },
+            environment=environment,
         )
         self.live_alias = self.function.add_alias(
             LIVE_ALIAS_NAME,

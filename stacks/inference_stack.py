@@ -41,6 +41,7 @@ class InferenceStack(Stack):
             provisioned_concurrency=config.provisioned_concurrency,
             log_retention=log_retention,
             metrics_namespace=config.metrics_namespace,
+            cors_allow_origin=config.cors_allow_origin,
         )
         self.api = InferenceApi(
             self,
