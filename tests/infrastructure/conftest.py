@@ -1,0 +1,99 @@
+"""Synthesize the CDK app once per configuration and share the templates across tests.
+
+Each synth runs the real app code with cdk.json's context (feature flags included) and the
+cdk-nag checks, so a fixture that returns at all has already passed cdk-nag.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk import App
+from aws_cdk.assertions import Template
+
+from stacks.config import DeploymentConfig, parse_context
+from stacks.deployment import build_deployment
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# The configurations the tests synthesize besides the defaults: every auth mode, both
+# architectures, and each optional feature switched on at least once.
+VARIANTS: dict[str, dict[str, object]] = {
+    "default": {},
+    "api_key": {"auth_mode": "api_key", "api_key_quota_per_day": "5000"},
+    "open_with_cors": {"auth_mode": "none", "cors_allow_origin": "https://app.example.com"},
+    "arm64_dev": {
+        "architecture": "arm64",
+        "bucket_removal_policy": "destroy",
+        "reserved_concurrency": "10",
+        "provisioned_concurrency": "2",
+        "model_version": "2024-06-01",
+        "api_gateway_cloudwatch_role": "false",
+        "execution_log_level": "info",
+    },
+}
+
+
+@dataclass(frozen=True)
+class Synthesized:
+    """One synthesized deployment: its config, templates (as assertions and as JSON) and output dir."""
+
+    config: DeploymentConfig
+    model_store: Template
+    inference: Template
+    model_store_json: dict[str, Any]
+    inference_json: dict[str, Any]
+    assembly_dir: Path
+    inference_stack_name: str
+
+
+def load_cdk_json_context() -> dict[str, Any]:
+    return dict(json.loads((REPO_ROOT / "cdk.json").read_text())["context"])
+
+
+def synthesize(overrides: Mapping[str, object], outdir: Path) -> Synthesized:
+    """Build and synthesize the app exactly as app.py does, with `overrides` on top of cdk.json."""
+    context = {**load_cdk_json_context(), **overrides}
+    config = parse_context(context)
+    app = App(context=context, outdir=str(outdir))
+    deployment = build_deployment(app, config)
+    assembly = app.synth()
+    store = assembly.get_stack_by_name(deployment.model_store.stack_name).template
+    inference = assembly.get_stack_by_name(deployment.inference.stack_name).template
+    return Synthesized(
+        config=config,
+        model_store=Template.from_json(store),
+        inference=Template.from_json(inference),
+        model_store_json=store,
+        inference_json=inference,
+        assembly_dir=outdir,
+        inference_stack_name=deployment.inference.stack_name,
+    )
+
+
+@pytest.fixture(scope="session")
+def cdk_context() -> dict[str, Any]:
+    return load_cdk_json_context()
+
+
+@pytest.fixture(scope="session")
+def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Synthesized]:
+    """synthesized("api_key") -> that variant's templates, synthesized on first use only."""
+    cache: dict[str, Synthesized] = {}
+
+    def get(variant: str) -> Synthesized:
+        if variant not in cache:
+            cache[variant] = synthesize(VARIANTS[variant], tmp_path_factory.mktemp(f"cdk-{variant}"))
+        return cache[variant]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def default_synth(synthesized: Callable[[str], Synthesized]) -> Synthesized:
+    return synthesized("default")

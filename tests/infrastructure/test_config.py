@@ -1,0 +1,185 @@
+"""The deployment settings: cdk.json defaults, `-c` strings, and a clear message for every bad value."""
+
+from __future__ import annotations
+
+import glob
+import json
+import sysconfig
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from stacks.config import (
+    API_INTEGRATION_TIMEOUT_S,
+    CONTEXT_KEYS,
+    ConfigError,
+    DeploymentConfig,
+    parse_context,
+)
+from tests.infrastructure.conftest import REPO_ROOT
+
+
+def parse_with(cdk_context: dict[str, object], **overrides: object) -> DeploymentConfig:
+    return parse_context({**cdk_context, **overrides})
+
+
+def test_cdk_json_sets_every_setting_and_they_parse(cdk_context: dict[str, object]) -> None:
+    # Given the context shipped in cdk.json
+    # When it is parsed
+    config = parse_context(cdk_context)
+    # Then every setting has a default there, and the defaults are the documented ones
+    assert set(CONTEXT_KEYS) <= set(cdk_context)
+    assert config.auth_mode == "iam"
+    assert config.architecture == "x86_64"
+    assert config.model_version == "latest"
+    assert config.model_prefix == "models"
+    assert config.bucket_removal_policy == "retain"
+    assert config.reserved_concurrency is None
+    assert config.provisioned_concurrency == 0
+    assert config.cors_allow_origin is None
+    assert config.timeout_seconds < API_INTEGRATION_TIMEOUT_S
+
+
+def test_cdk_json_feature_flags_are_the_recommended_ones_of_the_installed_cdk(
+    cdk_context: dict[str, object],
+) -> None:
+    # Given the flags `cdk init` would write for the installed aws-cdk-lib
+    site_packages = Path(sysconfig.get_paths()["purelib"])
+    (package,) = glob.glob(str(site_packages / "aws_cdk" / "_jsii" / "aws-cdk-lib@*.jsii.tgz"))
+    with tarfile.open(package) as archive:
+        member = archive.extractfile("package/recommended-feature-flags.json")
+        assert member is not None
+        recommended = json.load(member)
+    # Then cdk.json carries exactly those flags (our own settings are the other keys)
+    flags = {key: value for key, value in cdk_context.items() if key not in CONTEXT_KEYS}
+    assert flags == recommended
+
+
+def test_values_given_with_dash_c_arrive_as_strings_and_parse(cdk_context: dict[str, object]) -> None:
+    config = parse_with(
+        cdk_context,
+        memory_size_mb="4096",
+        timeout_seconds="28",
+        throttle_rate_limit="2.5",
+        reserved_concurrency="20",
+        provisioned_concurrency="20",
+        api_gateway_cloudwatch_role="False",
+        auth_mode="API_KEY",
+        cors_allow_origin="*",
+        model_version="LATEST",
+        model_prefix="/team/models/",
+        log_retention_days="365",
+    )
+    assert config.memory_size_mb == 4096
+    assert config.timeout_seconds == 28
+    assert config.throttle_rate_limit == 2.5
+    assert config.reserved_concurrency == 20
+    assert config.provisioned_concurrency == 20
+    assert config.api_gateway_cloudwatch_role is False
+    assert config.auth_mode == "api_key"
+    assert config.cors_allow_origin == "*"
+    assert config.model_version == "latest"
+    assert config.model_prefix == "team/models"
+    assert config.log_retention_days == 365
+
+
+@pytest.mark.parametrize("empty", ["", "none", "null", None])
+def test_optional_settings_can_be_switched_off(cdk_context: dict[str, object], empty: object) -> None:
+    config = parse_with(cdk_context, reserved_concurrency=empty, cors_allow_origin=empty)
+    assert config.reserved_concurrency is None
+    assert config.cors_allow_origin is None
+
+
+# key, bad value, a piece of the "allowed" text the message must contain
+INVALID_VALUES = [
+    ("stack_prefix", "9lives", "starting with a letter"),
+    ("stack_prefix", "a_b", "letters, digits or '-'"),
+    ("model_name", "../etc", "letters, digits"),
+    ("model_name", "", "letters, digits"),
+    ("model_version", "v 2", "'latest' or a published version"),
+    ("model_prefix", "models/../x", "names separated by '/'"),
+    ("model_prefix", "/", "names separated by '/'"),
+    ("architecture", "amd64", "one of x86_64, arm64"),
+    ("memory_size_mb", "512", "from 1024 to 10240 (MB)"),
+    ("memory_size_mb", "10241", "from 1024 to 10240 (MB)"),
+    ("memory_size_mb", "3GB", "a whole number"),
+    ("memory_size_mb", True, "a whole number"),
+    ("timeout_seconds", "29", f"below API Gateway's {API_INTEGRATION_TIMEOUT_S} s integration timeout"),
+    ("timeout_seconds", 0, "from 1 to 28"),
+    ("timeout_seconds", "2.5", "a whole number"),
+    ("ephemeral_storage_mb", 100, "from 512 to 10240 (MB)"),
+    ("max_batch_size", 0, "from 1 to 64 (images)"),
+    ("max_batch_size", 65, "from 1 to 64 (images)"),
+    ("reserved_concurrency", "0", "empty/null (no reservation) or a whole number"),
+    ("reserved_concurrency", "lots", "empty/null (no reservation) or a whole number"),
+    ("provisioned_concurrency", -1, "from 0 to 10000"),
+    ("auth_mode", "cognito", "one of iam, api_key, none"),
+    ("auth_mode", None, None),
+    ("throttle_rate_limit", "0", "a number above 0"),
+    ("throttle_rate_limit", "fast", "a number above 0"),
+    ("throttle_burst_limit", 0, "from 1 to 5000"),
+    ("api_key_quota_per_day", "-5", "requests per day"),
+    ("cors_allow_origin", "https://app.example.com/path", "one origin such as"),
+    ("cors_allow_origin", "app.example.com", "one origin such as"),
+    ("log_retention_days", 10, "one of 1, 3, 5, 7, 14, 30"),
+    ("log_retention_days", "forever", "one of 1, 3, 5, 7, 14, 30"),
+    ("execution_log_level", "debug", "one of error, info"),
+    ("api_gateway_cloudwatch_role", "yes", "true or false"),
+    ("metrics_namespace", "AWS/Lambda", "not starting with 'AWS/'"),
+    ("metrics_namespace", "", "1-255 letters"),
+    ("bucket_removal_policy", "snapshot", "one of retain, destroy"),
+    ("noncurrent_version_expiration_days", 0, "from 1 to 3650 (days)"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "allowed"), INVALID_VALUES)
+def test_each_invalid_value_is_rejected_naming_key_value_and_what_is_allowed(
+    cdk_context: dict[str, object], key: str, value: object, allowed: str | None
+) -> None:
+    # Given one bad value on top of the valid defaults
+    # When the context is parsed
+    with pytest.raises(ConfigError) as raised:
+        parse_with(cdk_context, **{key: value})
+    message = str(raised.value)
+    # Then the message names the key, the value given and what is allowed
+    assert f"'{key}'" in message
+    if allowed is None:
+        assert "is not set" in message and f"-c {key}=" in message
+    else:
+        shown = repr(value) if isinstance(value, str) else json.dumps(value)
+        assert shown in message
+        assert allowed in message
+
+
+def test_every_setting_has_an_invalid_value_case() -> None:
+    assert {key for key, _, _ in INVALID_VALUES} == set(CONTEXT_KEYS)
+
+
+def test_provisioned_concurrency_above_the_reservation_is_rejected(cdk_context: dict[str, object]) -> None:
+    with pytest.raises(
+        ConfigError, match=r"'provisioned_concurrency' has invalid value 5: .*reserved_concurrency \(4\)"
+    ):
+        parse_with(cdk_context, reserved_concurrency=4, provisioned_concurrency=5)
+
+
+def test_a_misspelled_key_is_reported_with_the_likely_meaning(cdk_context: dict[str, object]) -> None:
+    with pytest.raises(
+        ConfigError, match=r"unknown context key 'memory_mb': did you mean 'memory_size_mb'\?"
+    ):
+        parse_with(cdk_context, memory_mb="4096")
+
+
+def test_all_problems_are_reported_at_once(cdk_context: dict[str, object]) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_with(cdk_context, architecture="sparc", auth_mode="open", timeout_seconds=60)
+    lines = str(raised.value).splitlines()
+    assert len(lines) == 3
+    assert [line.split("'")[1] for line in lines] == ["architecture", "timeout_seconds", "auth_mode"]
+
+
+def test_readme_documents_every_setting() -> None:
+    readme = (REPO_ROOT / "README.md").read_text()
+    deploy = readme.split("<!-- section: deploy -->")[1].split("<!-- /section: deploy -->")[0]
+    missing = [key for key in CONTEXT_KEYS if f"`{key}`" not in deploy]
+    assert missing == []
