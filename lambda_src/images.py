@@ -58,7 +58,9 @@ def decode_image(data: bytes, *, max_pixels: int, min_side: int, what: str = "th
     except Image.DecompressionBombError as error:
         raise PayloadTooLarge(f"{what} is too large to decode: {error}") from None
     except Exception as error:  # Pillow raises many types for broken data; all mean "corrupt"
-        raise BadRequest(f"{what} is a corrupt or truncated {_format_name(image)} image ({error})") from None
+        raise BadRequest(
+            f"{what} is a corrupt or truncated {_format_name(image)} image ({_reason(error)})"
+        ) from None
 
 
 def _check_resized_size(width: int, height: int, *, min_side: int, max_pixels: int, what: str) -> None:
@@ -83,8 +85,8 @@ def _open(data: bytes, what: str) -> Image.Image:
         if other is not None:
             raise UnsupportedMediaType(f"{what} is a {other} image; send JPEG, PNG or WebP") from None
         raise BadRequest(f"{what} is not a JPEG, PNG or WebP image") from None
-    except Exception as error:  # a recognised header that is broken
-        raise BadRequest(f"{what} has a corrupt header ({error})") from None
+    except Exception as error:  # a recognised signature whose header is broken
+        raise BadRequest(f"{what} is a corrupt or truncated image ({_reason(error)})") from None
     if image.format not in _DECODED_FORMATS:
         raise UnsupportedMediaType(f"{what} is a {image.format} image; send JPEG, PNG or WebP")
     return image
@@ -98,6 +100,12 @@ def sniff_other_format(data: bytes) -> str | None:
     if data[4:8] == b"ftyp":
         return _ISO_MEDIA_BRANDS.get(data[8:12])
     return None
+
+
+def _reason(error: Exception) -> str:
+    """Pillow's explanation, kept short for a client message."""
+    text = str(error).strip() or type(error).__name__
+    return text[:200]
 
 
 def _format_name(image: Image.Image) -> str:

@@ -8,7 +8,8 @@ no mocked AWS.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import boto3
 import pytest
@@ -113,14 +114,14 @@ def service(
 def make_service(
     model_bucket: ModelBucket,
 ) -> Callable[..., tuple[InferenceService, CapturedTelemetry, list[float]]]:
-    """A fresh service for any model name, with a clock the test moves by hand."""
+    """A fresh, not yet loaded service for any model name, with a clock the test moves by hand."""
 
     def build(
-        model_name: str, *, version: str = "latest", retry_seconds: float = 30
+        model_name: str, *, version: str = "latest", **settings_overrides: Any
     ) -> tuple[InferenceService, CapturedTelemetry, list[float]]:
         now = [1000.0]
         captured = CapturedTelemetry()
-        settings = RuntimeSettings(torch_threads=1, model_retry_seconds=retry_seconds)
+        settings = replace(TEST_SETTINGS, **settings_overrides)
         built = InferenceService(
             model_bucket.location(model_name, version),
             settings=settings,

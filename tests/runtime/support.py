@@ -175,7 +175,8 @@ def api_gateway_event(
     elif base64_encoded:
         event_body = b64(raw)
     else:
-        event_body = raw.decode("utf-8") if isinstance(body, bytes) else body
+        # Like API Gateway for a non-binary media type: bytes are read as UTF-8, invalid ones replaced.
+        event_body = raw.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
     request_id = str(uuid.uuid4())
     return {
         "resource": path,
