@@ -53,8 +53,10 @@ class LocalEndpoint(ThreadingHTTPServer):
         stage: str = gateway.DEFAULT_STAGE,
         binary_media_types: Iterable[str] = gateway.BINARY_MEDIA_TYPES,
         max_body_bytes: int = gateway.API_GATEWAY_MAX_BODY_BYTES,
+        log: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         super().__init__(address, _ProxyRequestHandler)
+        self.log = log or log_line
         self.lambda_handler = handler
         self.function = function or FunctionSettings()
         self.stage = stage
@@ -71,7 +73,7 @@ class LocalEndpoint(ThreadingHTTPServer):
         # A client that hangs up mid-request is not a server error worth a traceback.
         error = sys.exc_info()[1]
         if isinstance(error, (ConnectionError, TimeoutError)):
-            log_line({"message": "client connection lost", "ip": client_address[0], "error": str(error)})
+            self.log({"message": "client connection lost", "ip": client_address[0], "error": str(error)})
             return
         super().handle_error(request, client_address)
 
@@ -160,7 +162,7 @@ class _ProxyRequestHandler(BaseHTTPRequestHandler):
             proxy_response = self.server.lambda_handler(event, context)
         except Exception as error:
             # Lambda logs the unhandled error; API Gateway answers 502 without details.
-            log_line(
+            self.server.log(
                 {
                     "level": "ERROR",
                     "message": "the function raised an unhandled exception",
@@ -189,7 +191,7 @@ class _ProxyRequestHandler(BaseHTTPRequestHandler):
                 binary_media_types=self.server.binary_media_types,
             )
         except (gateway.MalformedProxyResponse, TypeError, ValueError) as error:
-            log_line(
+            self.server.log(
                 {
                     "level": "ERROR",
                     "message": f"Execution failed: malformed Lambda proxy response: {error}",
@@ -276,7 +278,7 @@ class _ProxyRequestHandler(BaseHTTPRequestHandler):
     def _access_log(self, request_id: str, response: gateway.HttpResponse, started: float) -> None:
         """The stage's access log line (same fields as the deployed API's, latencies in ms)."""
         integration = getattr(self, "_integration_latency_ms", None)
-        log_line(
+        self.server.log(
             {
                 "requestId": request_id,
                 "ip": self.client_address[0],
@@ -312,7 +314,7 @@ class _ProxyRequestHandler(BaseHTTPRequestHandler):
         pass  # replaced by the one-line JSON access log written after each response
 
     def log_message(self, format: str, *args: Any) -> None:
-        log_line({"message": format % args, "ip": self.client_address[0]})
+        self.server.log({"message": format % args, "ip": self.client_address[0]})
 
 
 def serve_until_stopped(server: LocalEndpoint) -> None:
@@ -322,7 +324,7 @@ def serve_until_stopped(server: LocalEndpoint) -> None:
     def request_stop(signum: int, frame: Any) -> None:
         if not stopping.is_set():
             stopping.set()
-            log_line({"message": f"received {signal.Signals(signum).name}, stopping"})
+            server.log({"message": f"received {signal.Signals(signum).name}, stopping"})
             # shutdown() waits for serve_forever(), which runs on this (the main) thread.
             threading.Thread(target=server.shutdown, daemon=True).start()
 

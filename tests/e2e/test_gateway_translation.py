@@ -11,12 +11,14 @@ import base64
 import http.client
 import json
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from aws_lambda_powertools.utilities.parser.models import APIGatewayProxyEventModel
 
+from local_endpoint import gateway
 from local_endpoint.server import LocalEndpoint
 
 
@@ -44,8 +46,13 @@ def recorder() -> RecordingHandler:
 
 
 @pytest.fixture
-def endpoint(recorder: RecordingHandler) -> Iterator[LocalEndpoint]:
-    server = LocalEndpoint(("127.0.0.1", 0), recorder)
+def access_log() -> list[dict[str, Any]]:
+    return []
+
+
+@pytest.fixture
+def endpoint(recorder: RecordingHandler, access_log: list[dict[str, Any]]) -> Iterator[LocalEndpoint]:
+    server = LocalEndpoint(("127.0.0.1", 0), recorder, log=access_log.append)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield server
@@ -216,14 +223,15 @@ def test_malformed_proxy_responses_become_api_gateways_502(endpoint, recorder, b
     assert json.loads(response.body) == {"message": "Internal server error"}
 
 
-def test_a_handler_exception_is_a_502_without_the_stack_trace(endpoint, recorder, capfd):
+def test_a_handler_exception_is_a_502_without_the_stack_trace(endpoint, recorder, access_log):
     recorder.response = RuntimeError("secret internals")
 
     response = request(endpoint, "GET", "/health")
 
     assert response.status == 502
     assert b"secret internals" not in response.body and b"Traceback" not in response.body
-    assert "secret internals" in capfd.readouterr().err  # the function's log keeps the cause
+    (error,) = [line for line in access_log if line.get("level") == "ERROR"]  # the log keeps the cause
+    assert error["errorMessage"] == "secret internals" and "Traceback" in "".join(error["stackTrace"])
 
 
 def test_a_body_over_10_mb_is_refused_before_the_handler_runs(endpoint, recorder):
@@ -269,3 +277,23 @@ def test_an_invalid_content_length_is_a_json_400(endpoint, recorder):
     assert response.status == 400
     assert json.loads(response.read())["error"]["code"] == "bad_request"
     assert recorder.calls == []
+
+
+def test_each_request_gets_one_access_log_line_with_the_stage_fields(endpoint, access_log):
+    response = request(endpoint, "POST", "/predict?top_k=1", b"{}", {"Content-Type": "application/json"})
+
+    deadline = time.monotonic() + 5  # the line is written right after the response is sent
+    while not access_log and time.monotonic() < deadline:
+        time.sleep(0.01)
+    (line,) = access_log
+    assert line["requestId"] == response.getheader("x-amzn-RequestId")
+    assert (line["httpMethod"], line["resourcePath"], line["status"]) == ("POST", "/predict", 200)
+    assert line["ip"] == "127.0.0.1" and line["responseLength"] == len(response.body)
+    assert line["integrationLatency"] is not None
+
+
+def test_stage_and_binary_media_types_match_the_deployed_api():
+    from stacks.inference_api import BINARY_MEDIA_TYPES, STAGE_NAME
+
+    assert gateway.DEFAULT_STAGE == STAGE_NAME
+    assert list(gateway.BINARY_MEDIA_TYPES) == list(BINARY_MEDIA_TYPES)
