@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from PIL import Image
 
-from lambda_src.architectures import build_model, load_weights
+from lambda_src.architectures import build_model, check_architecture, load_weights
 from lambda_src.artifact import (
     LATEST,
     Manifest,
@@ -24,7 +24,13 @@ from lambda_src.artifact import (
     weights_key,
 )
 from lambda_src.cpus import available_cpus
-from lambda_src.errors import ArtifactNotFound, IntegrityError, ManifestError, ModelArtifactError
+from lambda_src.errors import (
+    ArchitectureMismatch,
+    ArtifactNotFound,
+    IntegrityError,
+    ManifestError,
+    ModelArtifactError,
+)
 from lambda_src.model_store import ModelLocation, ModelStore, open_store
 from lambda_src.preprocessing import eval_transform
 from lambda_src.timing import PhaseTimer
@@ -47,11 +53,12 @@ def load_model(
     """Read, verify, build and warm up the model at `location` (threads: 0 = all available CPUs)."""
     timer = PhaseTimer()
     with timer.phase("open_store"):
-        store = store if store is not None else open_store(location.store_uri)
+        store = store if store is not None else _open_store(location.store_uri)
     with timer.phase("resolve_version"):
         version = resolve_version(store, location)
     with timer.phase("read_manifest"):
         manifest = read_manifest(store, location.model_name, version)
+        check_architecture(manifest.architecture)  # before downloading weights it could not use
     weights_location = store.describe(weights_key(store.prefix, location.model_name, version))
     with timer.phase("read_weights"):
         weights = store.read(weights_key(store.prefix, location.model_name, version))
@@ -75,6 +82,13 @@ def load_model(
         torch_threads=threads,
         phases_ms=timer.rounded(),
     )
+
+
+def _open_store(store_uri: str) -> ModelStore:
+    try:
+        return open_store(store_uri)
+    except ValueError as error:  # a store URI no reader understands
+        raise ModelArtifactError(str(error)) from None
 
 
 def resolve_version(store: ModelStore, location: ModelLocation) -> str:
@@ -127,8 +141,9 @@ def read_state_dict(weights: bytes, description: str) -> Mapping[str, torch.Tens
     try:
         state_dict = torch.load(io.BytesIO(weights), weights_only=True, map_location="cpu")
     except Exception as error:  # torch raises many types here; each means the same thing
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ModelArtifactError(f"{description} is not a loadable state dict: {first_line}") from None
+        raise ModelArtifactError(
+            f"{description} is not a loadable state dict: {_first_line(error)}"
+        ) from None
     if not isinstance(state_dict, Mapping) or not all(
         isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state_dict.items()
     ):
@@ -147,6 +162,20 @@ def configure_threads(requested: int) -> int:
 
 
 def warm_up(network: torch.nn.Module, crop: int) -> None:
-    """One forward pass, so the first request does not pay for lazy initialisation."""
-    with torch.inference_mode():
-        network(torch.zeros(1, 3, crop, crop))
+    """One forward pass, so the first request does not pay for lazy initialisation.
+
+    It also proves the architecture runs on the manifest's crop size (some need a minimum).
+    """
+    try:
+        with torch.inference_mode():
+            network(torch.zeros(1, 3, crop, crop))
+    except RuntimeError as error:
+        raise ArchitectureMismatch(
+            f"the model cannot run on the manifest's {crop}x{crop} input: {_first_line(error)}"
+        ) from None
+
+
+def _first_line(error: BaseException) -> str:
+    """The first line of an error's message (torch's run on for paragraphs), or its type."""
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__

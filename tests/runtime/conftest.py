@@ -113,6 +113,7 @@ def service(
 @pytest.fixture
 def make_service(
     model_bucket: ModelBucket,
+    published: Publication,
 ) -> Callable[..., tuple[InferenceService, CapturedTelemetry, list[float]]]:
     """A fresh, not yet loaded service for any model name, with a clock the test moves by hand."""
 
