@@ -251,6 +251,9 @@ def ratios(warm: dict[str, Any], cold: dict[str, Any]) -> dict[str, float]:
     return {
         "warm_raw_p50_vs_floor": round(latency["handler_raw"]["p50"] / latency["floor"]["p50"], 3),
         "warm_json_p50_vs_floor": round(latency["handler_json"]["p50"] / latency["floor"]["p50"], 3),
+        "warm_raw_p50_vs_served_network": round(
+            latency["handler_raw"]["p50"] / latency["served_network"]["p50"], 3
+        ),
         "warm_large_jpeg_p50_vs_floor": round(
             latency["handler_raw_large"]["p50"] / latency["floor_large"]["p50"], 3
         ),

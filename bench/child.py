@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import resource
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -45,8 +44,15 @@ def invoke(handler: Handler, event: dict) -> dict:
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident set size so far, in MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident set size so far, in MiB.
+
+    Read from VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over from the
+    forking parent across exec, so a child would report the benchmark's own peak.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # kB
+    raise RuntimeError("/proc/self/status has no VmHWM line (not Linux?)")
 
 
 def imported_modules() -> dict[str, bool]:

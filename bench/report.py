@@ -32,7 +32,9 @@ def warm_table(models: dict[str, Any]) -> str:
                 spread(latency["handler_raw"]),
                 spread(latency["handler_json"]),
                 f"{ratio['warm_raw_p50_vs_floor']:.2f}x / {ratio['warm_json_p50_vs_floor']:.2f}x",
-                f"{latency['floor_large']['p50']:.0f} / {latency['handler_raw_large']['p50']:.0f}",
+                f"{latency['served_network']['p50']:.1f} ({ratio['warm_raw_p50_vs_served_network']:.2f}x)",
+                f"{latency['floor_large_full_decode']['p50']:.0f} / {latency['floor_large']['p50']:.0f}"
+                f" / {latency['handler_raw_large']['p50']:.0f}",
                 f"{latency['peer_reload']['p50']:.0f} ({ratio['peer_reload_p50_vs_handler']:.0f}x)",
             ]
         )
@@ -43,7 +45,8 @@ def warm_table(models: dict[str, Any]) -> str:
             "handler raw JPEG",
             "handler JSON base64",
             "p50 vs floor (raw / JSON)",
-            "12 MP JPEG p50: floor / handler",
+            "served network direct p50 ms (raw handler vs it)",
+            "12 MP JPEG p50: full decode / floor / handler",
             "reload per request p50 ms (vs handler)",
         ],
         rows,

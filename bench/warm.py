@@ -6,7 +6,9 @@ The handler is initialised from the environment as on Lambda. Next to it, in the
 process and with the same threads, sits the floor: the same model's decode +
 preprocess + forward called directly through `lambda_src.preprocessing` and
 `lambda_src.architectures`, so the work is identical and only the serving overhead
-differs. Variants are timed round-robin in a shuffled order so that drift in the
+differs. A second direct variant calls the handler's own network (after whatever
+the runtime does to speed it up), so handler over it is pure serving overhead.
+Variants are timed round-robin in a shuffled order so that drift in the
 machine's load falls on all of them alike.
 """
 
@@ -36,22 +38,32 @@ WARMUP_CALLS = 3
 
 
 class DirectModel:
-    """The floor: one model called directly, no handler, no events, no JSON."""
+    """The floor: one model called directly, no handler, no events, no JSON.
 
-    def __init__(self, manifest: Manifest, weights: bytes) -> None:
-        self.model = build_model(manifest.architecture, manifest.num_classes)
-        load_weights(
-            self.model, torch.load(io.BytesIO(weights), weights_only=True, map_location="cpu"), "floor"
-        )
-        self.model.eval()
+    It decodes as serving does (JPEGs at the smallest 1/2, 1/4 or 1/8 scale that keeps
+    both sides at least the resize size) unless `full_decode` asks for every pixel.
+    """
+
+    def __init__(self, model: torch.nn.Module, manifest: Manifest) -> None:
+        self.model = model
         self.transform = eval_transform(manifest.preprocessing)
+        self.min_side = manifest.preprocessing.resize
 
-    def tensor(self, jpeg: bytes) -> torch.Tensor:
+    @classmethod
+    def plain(cls, manifest: Manifest, weights: bytes) -> DirectModel:
+        """The bare model: built, loaded and put in eval mode, nothing else."""
+        model = build_model(manifest.architecture, manifest.num_classes)
+        load_weights(model, torch.load(io.BytesIO(weights), weights_only=True, map_location="cpu"), "floor")
+        return cls(model.eval(), manifest)
+
+    def tensor(self, jpeg: bytes, full_decode: bool = False) -> torch.Tensor:
         with Image.open(io.BytesIO(jpeg)) as image:
+            if not full_decode:
+                image.draft("RGB", (self.min_side, self.min_side))
             return self.transform(to_rgb(image))
 
-    def predict(self, jpegs: list[bytes]) -> torch.Tensor:
-        batch = torch.stack([self.tensor(jpeg) for jpeg in jpegs])
+    def predict(self, jpegs: list[bytes], full_decode: bool = False) -> torch.Tensor:
+        batch = torch.stack([self.tensor(jpeg, full_decode) for jpeg in jpegs])
         with torch.inference_mode():
             return self.model(batch)
 
@@ -59,7 +71,7 @@ class DirectModel:
 def reload_per_request(store: Any, manifest: Manifest, jpeg: bytes) -> torch.Tensor:
     """The peer pattern: read and rebuild the model for every request, then predict."""
     weights = store.read(weights_key("", manifest.model_name, manifest.version))
-    return DirectModel(manifest, weights).predict([jpeg])
+    return DirectModel.plain(manifest, weights).predict([jpeg])
 
 
 def time_round_robin(variants: dict[str, Callable[[], object]], iterations: int) -> dict[str, list[float]]:
@@ -121,6 +133,12 @@ def throughput(handler: Handler, floor: DirectModel, photo: bytes, settings: dic
     return results
 
 
+def served_network(handler_spec: str) -> torch.nn.Module:
+    """The network inside the initialised handler module's inference service."""
+    module = sys.modules[handler_spec.partition(":")[0]]
+    return module.service.model.network
+
+
 def main(settings_path: str, result_path: str) -> None:
     settings = json.loads(Path(settings_path).read_text(encoding="utf-8"))
     photo = Path(settings["photo_path"]).read_bytes()
@@ -129,7 +147,10 @@ def main(settings_path: str, result_path: str) -> None:
 
     store = open_store(settings["store"])
     manifest = Manifest.from_json(store.read(manifest_key("", settings["model_name"], settings["version"])))
-    floor = DirectModel(manifest, store.read(weights_key("", manifest.model_name, manifest.version)))
+    floor = DirectModel.plain(manifest, store.read(weights_key("", manifest.model_name, manifest.version)))
+    # The network exactly as the handler serves it (with whatever it does to speed it up),
+    # called directly: the handler's latency over this one is pure serving overhead.
+    served = DirectModel(served_network(settings["handler"]), manifest)
     events = {
         "raw": raw_image_event(photo),
         "json": json_image_event([photo]),
@@ -138,9 +159,12 @@ def main(settings_path: str, result_path: str) -> None:
     latency = time_round_robin(
         {
             "floor": lambda: floor.predict([photo]),
+            "floor_full_decode": lambda: floor.predict([photo], full_decode=True),
+            "served_network": lambda: served.predict([photo]),
             "handler_raw": lambda: invoke(handler, events["raw"]),
             "handler_json": lambda: invoke(handler, events["json"]),
             "floor_large": lambda: floor.predict([large_photo]),
+            "floor_large_full_decode": lambda: floor.predict([large_photo], full_decode=True),
             "handler_raw_large": lambda: invoke(handler, events["raw_large"]),
         },
         settings["iterations"],
