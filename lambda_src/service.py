@@ -111,6 +111,8 @@ class InferenceService:
             response = error_response(
                 ApiError(f"internal error; the function's logs have the details (request id {request_id!r})")
             )
+        if self.settings.cors_allow_origin:
+            response["headers"]["Access-Control-Allow-Origin"] = self.settings.cors_allow_origin
         record.update(status=response["statusCode"], total_ms=(time.perf_counter() - started) * 1000)
         self._report_request(record, timer)
         return response

@@ -5,6 +5,7 @@ MAX_BODY_BYTES        request body as received, base64 included (default 6 MiB: 
 MAX_IMAGE_PIXELS      width x height of one image, checked before decoding (default 40,000,000)
 MODEL_RETRY_SECONDS   after a failed model load, wait this long before the next try (default 30)
 TORCH_NUM_THREADS     torch intra-op threads; 0 = the CPUs the function really has (default 0)
+CORS_ALLOW_ORIGIN     if set, every response carries Access-Control-Allow-Origin with this value
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ ENV_MAX_BODY_BYTES = "MAX_BODY_BYTES"
 ENV_MAX_IMAGE_PIXELS = "MAX_IMAGE_PIXELS"
 ENV_MODEL_RETRY_SECONDS = "MODEL_RETRY_SECONDS"
 ENV_TORCH_NUM_THREADS = "TORCH_NUM_THREADS"
+ENV_CORS_ALLOW_ORIGIN = "CORS_ALLOW_ORIGIN"
 
 LAMBDA_MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # synchronous invoke request limit, base64 included
 MAX_BATCH_SIZE_LIMIT = 64  # one forward pass per request: keep its memory bounded
@@ -33,6 +35,9 @@ class RuntimeSettings:
     max_image_pixels: int = 40_000_000  # ~120 MB as RGB; a 12 MP phone photo is 12,000,000
     model_retry_seconds: float = 30.0
     torch_threads: int = 0  # 0: as many as the function really has
+    # With a Lambda proxy integration the function's own responses must carry the CORS header;
+    # API Gateway answers the preflight (OPTIONS) itself.
+    cors_allow_origin: str | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_batch_size <= MAX_BATCH_SIZE_LIMIT:
@@ -63,6 +68,7 @@ class RuntimeSettings:
             max_image_pixels=_integer(env, ENV_MAX_IMAGE_PIXELS, defaults.max_image_pixels),
             model_retry_seconds=_number(env, ENV_MODEL_RETRY_SECONDS, defaults.model_retry_seconds),
             torch_threads=_integer(env, ENV_TORCH_NUM_THREADS, defaults.torch_threads),
+            cors_allow_origin=env.get(ENV_CORS_ALLOW_ORIGIN, "").strip() or None,
         )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -274,3 +275,11 @@ def test_each_request_emits_latency_and_error_metrics_in_embedded_metric_format(
         [1.0],
     )
     assert (client_error["ClientErrors"], client_error["ServerErrors"]) == ([1.0], [0.0])
+
+
+def test_with_cors_configured_every_response_allows_the_origin(
+    make_service: Callable[..., tuple[InferenceService, CapturedTelemetry, list[float]]],
+) -> None:
+    service, _, _ = make_service("colours", cors_allow_origin="https://app.example.com")
+    for event in (json_event({"image": b64(RED_PNG)}), api_gateway_event("GET", "/nowhere")):
+        assert service.handle(event)["headers"]["Access-Control-Allow-Origin"] == "https://app.example.com"

@@ -28,6 +28,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
             "MAX_IMAGE_PIXELS": "25000000",
             "MODEL_RETRY_SECONDS": "2.5",
             "TORCH_NUM_THREADS": "3",
+            "CORS_ALLOW_ORIGIN": "https://app.example.com",
         }
     )
     assert settings == RuntimeSettings(
@@ -36,6 +37,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
         max_image_pixels=25_000_000,
         model_retry_seconds=2.5,
         torch_threads=3,
+        cors_allow_origin="https://app.example.com",
     )
 
 
