@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlparse
 
 from lambda_src.artifact import LATEST, check_name
@@ -84,13 +84,13 @@ class LocalModelStore:
 class S3ModelStore:
     """A model store under `s3://bucket/prefix`."""
 
-    def __init__(self, bucket: str, prefix: str, client: object | None = None) -> None:
+    def __init__(self, bucket: str, prefix: str, client: Any | None = None) -> None:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self._client = client
 
     @property
-    def client(self):  # type: ignore[no-untyped-def]
+    def client(self) -> Any:
         if self._client is None:
             import boto3  # imported on first use: local stores never pay for it
 
@@ -106,7 +106,9 @@ class S3ModelStore:
             code = error.response.get("Error", {}).get("Code", "")
             # Without s3:ListBucket (least privilege) S3 answers 403 for a missing key.
             if code in {"NoSuchKey", "404", "NotFound", "AccessDenied", "403"}:
-                raise ArtifactNotFound(f"{self.describe(key)} does not exist or is not readable ({code})") from None
+                raise ArtifactNotFound(
+                    f"{self.describe(key)} does not exist or is not readable ({code})"
+                ) from None
             raise ModelArtifactError(f"cannot read {self.describe(key)}: {code}") from None
         except BotoCoreError as error:
             raise ModelArtifactError(f"cannot read {self.describe(key)}: {error}") from None
