@@ -40,7 +40,7 @@ def predict_raw(data: bytes | str, content_type: str | None = "image/png", **opt
     return api_gateway_event("POST", "/predict", body=data, content_type=content_type, **options)
 
 
-BAD_REQUESTS: dict[str, tuple[Callable[[], dict[str, Any]], int, str, str]] = {
+BAD_REQUESTS: dict[str, tuple[Callable[[], Any], int, str, str]] = {
     # name: (event, status, code, words the message must contain)
     "malformed JSON": (
         lambda: api_gateway_event("POST", "/predict", body='{"image": ', content_type="application/json"),

@@ -71,7 +71,7 @@ def test_it_documents_the_handlers_content_types_defaults_and_limits(spec: dict[
 def test_error_codes_are_exactly_the_handlers(spec: dict[str, Any]) -> None:
     code = spec["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]
     documented = set(code["anyOf"][0]["enum"])
-    error_types = [errors.ApiError, *errors.ApiError.__subclasses__()]
+    error_types: list[type[errors.ApiError]] = [errors.ApiError, *errors.ApiError.__subclasses__()]
     assert documented == {error_type.code for error_type in error_types}
 
 
