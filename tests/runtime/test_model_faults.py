@@ -218,7 +218,7 @@ def test_model_load_logs_each_init_phase_and_emits_its_duration(
         "resnet18",
     )
     assert loaded["torch_threads"] == 1
-    assert set(loaded["phases_ms"]) == {
+    assert set(loaded["phases_ms"]) >= {
         "imports",
         "open_store",
         "resolve_version",
