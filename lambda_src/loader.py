@@ -72,6 +72,8 @@ def load_model(
             network, state_dict, f"{manifest.architecture} with the manifest's {manifest.num_classes} classes"
         )
         network.eval()
+    with timer.phase("optimise"):
+        network = optimise_for_inference(network)
     threads = configure_threads(torch_threads)
     with timer.phase("warm_up"):
         warm_up(network, manifest.preprocessing.crop)
@@ -152,6 +154,14 @@ def read_state_dict(weights: bytes, description: str) -> Mapping[str, torch.Tens
             "not a state dict (a mapping of names to tensors)"
         )
     return state_dict
+
+
+def optimise_for_inference(network: torch.nn.Module) -> torch.nn.Module:
+    """The eval-mode network in channels-last memory format, which oneDNN's CPU convolutions run faster.
+
+    Inputs stay NCHW: the first convolution converts them. Measured by `python -m bench`.
+    """
+    return network.to(memory_format=torch.channels_last)
 
 
 def configure_threads(requested: int) -> int:
