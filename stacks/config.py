@@ -26,6 +26,18 @@ ARCHITECTURES = ("x86_64", "arm64")
 AUTH_MODES = ("iam", "api_key", "none")
 REMOVAL_POLICIES = ("retain", "destroy")
 EXECUTION_LOG_LEVELS = ("error", "info")
+# How CodeDeploy shifts the live alias to a new function version (aws_codedeploy.LambdaDeploymentConfig).
+DEPLOYMENT_PREFERENCES = (
+    "all_at_once",
+    "canary_10percent_5minutes",
+    "canary_10percent_10minutes",
+    "canary_10percent_15minutes",
+    "canary_10percent_30minutes",
+    "linear_10percent_every_1minute",
+    "linear_10percent_every_2minutes",
+    "linear_10percent_every_3minutes",
+    "linear_10percent_every_10minutes",
+)
 
 # CloudWatch Logs accepts only these retention periods (days -> aws_logs.RetentionDays member).
 LOG_RETENTION_DAYS = {
@@ -56,6 +68,7 @@ LOG_RETENTION_DAYS = {
 _STACK_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,63}$")
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 _METRICS_NAMESPACE = re.compile(r"^[A-Za-z0-9._/#:-][A-Za-z0-9 ._/#:-]{0,254}$")
+_EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
 _NONE_WORDS = {"", "none", "null"}
 
 T = TypeVar("T")
@@ -80,6 +93,7 @@ class DeploymentConfig:
     max_batch_size: int
     reserved_concurrency: int | None
     provisioned_concurrency: int
+    provisioned_concurrency_max: int
     auth_mode: str
     throttle_rate_limit: float
     throttle_burst_limit: int
@@ -91,6 +105,13 @@ class DeploymentConfig:
     metrics_namespace: str
     bucket_removal_policy: str
     noncurrent_version_expiration_days: int
+    deployment_preference: str
+    alarm_5xx_rate_percent: float
+    alarm_p99_latency_ms: int
+    alarm_function_errors: int
+    alarm_throttles: int
+    alarm_model_load_failures: int
+    alarm_email: str | None
 
 
 CONTEXT_KEYS: tuple[str, ...] = tuple(field.name for field in fields(DeploymentConfig))
@@ -217,6 +238,14 @@ def _log_retention(value: object) -> int:
     return days
 
 
+def _email(value: object) -> str | None:
+    if _is_none(value):
+        return None
+    if isinstance(value, str) and len(value.strip()) <= 254 and _EMAIL.match(value.strip()):
+        return value.strip()
+    raise _Invalid("empty (no notifications) or one e-mail address such as 'ops@example.com'")
+
+
 def _optional_concurrency(value: object) -> int | None:
     if _is_none(value):
         return None
@@ -292,6 +321,10 @@ def parse_context(context: Mapping[str, object]) -> DeploymentConfig:
         "provisioned_concurrency": read.read(
             "provisioned_concurrency", lambda value: _whole_number(value, 0, 10000, " (0 = none)")
         ),
+        "provisioned_concurrency_max": read.read(
+            "provisioned_concurrency_max",
+            lambda value: _whole_number(value, 0, 10000, " (0 = no autoscaling)"),
+        ),
         "auth_mode": read.read("auth_mode", lambda value: _choice(value, AUTH_MODES)),
         "throttle_rate_limit": read.read(
             "throttle_rate_limit", lambda value: _positive_number(value, 10000, " (requests per second)")
@@ -315,6 +348,28 @@ def parse_context(context: Mapping[str, object]) -> DeploymentConfig:
         "noncurrent_version_expiration_days": read.read(
             "noncurrent_version_expiration_days", lambda value: _whole_number(value, 1, 3650, " (days)")
         ),
+        "deployment_preference": read.read(
+            "deployment_preference", lambda value: _choice(value, DEPLOYMENT_PREFERENCES)
+        ),
+        "alarm_5xx_rate_percent": read.read(
+            "alarm_5xx_rate_percent", lambda value: _positive_number(value, 100, " (percent of requests)")
+        ),
+        "alarm_p99_latency_ms": read.read(
+            # API Gateway answers 504 after 29 s, so a higher threshold could never be crossed.
+            "alarm_p99_latency_ms",
+            lambda value: _whole_number(value, 10, API_INTEGRATION_TIMEOUT_S * 1000, " (milliseconds)"),
+        ),
+        "alarm_function_errors": read.read(
+            "alarm_function_errors", lambda value: _whole_number(value, 1, 100_000, " (errors per minute)")
+        ),
+        "alarm_throttles": read.read(
+            "alarm_throttles", lambda value: _whole_number(value, 1, 100_000, " (throttles per minute)")
+        ),
+        "alarm_model_load_failures": read.read(
+            "alarm_model_load_failures",
+            lambda value: _whole_number(value, 1, 10_000, " (failures per minute)"),
+        ),
+        "alarm_email": read.read("alarm_email", _email, optional=True),
     }
     _check_combinations(settings, read)
     if read.problems:
@@ -330,6 +385,27 @@ def _check_combinations(settings: Mapping[str, Any], read: _ContextReader) -> No
         read.add_problem(
             f"context key 'provisioned_concurrency' has invalid value {provisioned}: allowed is at most "
             f"reserved_concurrency ({reserved}), since provisioned environments count against the reservation"
+        )
+    _check_autoscaling_range(settings, read)
+
+
+def _check_autoscaling_range(settings: Mapping[str, Any], read: _ContextReader) -> None:
+    """provisioned_concurrency .. provisioned_concurrency_max is the autoscaling range (0 = none)."""
+    reserved = settings["reserved_concurrency"]
+    provisioned = settings["provisioned_concurrency"]
+    maximum = settings["provisioned_concurrency_max"]
+    if not maximum or provisioned is None:
+        return
+    prefix = f"context key 'provisioned_concurrency_max' has invalid value {maximum}: allowed is"
+    if provisioned < 1 or maximum <= provisioned:
+        read.add_problem(
+            f"{prefix} 0 (no autoscaling) or above provisioned_concurrency ({provisioned}), which is the "
+            "low end of the autoscaling range and must then be at least 1"
+        )
+    elif reserved is not None and maximum > reserved:
+        read.add_problem(
+            f"{prefix} at most reserved_concurrency ({reserved}), since provisioned environments count "
+            "against the reservation"
         )
 
 

@@ -8,13 +8,16 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from lambda_src.artifact import model_prefix as artifact_model_prefix
+from stacks.capacity import add_provisioned_concurrency_autoscaling
 from stacks.config import LOG_RETENTION_DAYS, DeploymentConfig
-from stacks.inference_api import InferenceApi
-from stacks.inference_function import InferenceFunction
+from stacks.inference_api import STAGE_NAME, InferenceApi
+from stacks.inference_function import SERVICE_NAME, InferenceFunction
+from stacks.monitoring import InferenceAlarms, InferenceDashboard, InferenceMetrics
+from stacks.rollout import SafeRollout
 
 
 class InferenceStack(Stack):
-    """Role, container-image function and REST API serving the model kept in `model_bucket`."""
+    """Function and REST API serving the model in `model_bucket`, with alarms, dashboard and safe rollout."""
 
     def __init__(
         self, scope: Construct, construct_id: str, *, config: DeploymentConfig, model_bucket: s3.IBucket
@@ -57,7 +60,50 @@ class InferenceStack(Stack):
             execution_log_level=config.execution_log_level,
             create_cloudwatch_role=config.api_gateway_cloudwatch_role,
         )
+        self._build_operations(config)
         self._add_outputs(config, model_bucket)
+
+    def _build_operations(self, config: DeploymentConfig) -> None:
+        """Alarms, dashboard, gradual rollout with automatic rollback, and warm capacity when asked."""
+        live_alias = self.inference_function.live_alias
+        metrics = InferenceMetrics(
+            api_name=self.api.rest_api.rest_api_name,
+            stage_name=STAGE_NAME,
+            alias=live_alias,
+            function=self.inference_function.function,
+            metrics_namespace=config.metrics_namespace,
+            service_name=SERVICE_NAME,
+        )
+        self.alarms = InferenceAlarms(
+            self,
+            "Alarms",
+            metrics=metrics,
+            server_error_rate_percent=config.alarm_5xx_rate_percent,
+            p99_latency_ms=config.alarm_p99_latency_ms,
+            function_errors=config.alarm_function_errors,
+            throttles=config.alarm_throttles,
+            model_load_failures=config.alarm_model_load_failures,
+            alarm_email=config.alarm_email,
+        )
+        self.rollout = SafeRollout(
+            self,
+            "Rollout",
+            alias=live_alias,
+            deployment_preference=config.deployment_preference,
+            rollback_alarms=self.alarms.rollback_alarms,
+        )
+        if config.provisioned_concurrency_max:
+            add_provisioned_concurrency_autoscaling(
+                live_alias, minimum=config.provisioned_concurrency, maximum=config.provisioned_concurrency_max
+            )
+        self.dashboard = InferenceDashboard(
+            self,
+            "Dashboard",
+            metrics=metrics,
+            alarms=self.alarms.all_alarms,
+            function_log_group=self.inference_function.log_group,
+            provisioned_concurrency=config.provisioned_concurrency > 0,
+        )
 
     def _add_outputs(self, config: DeploymentConfig, model_bucket: s3.IBucket) -> None:
         store_uri = f"s3://{model_bucket.bucket_name}/{config.model_prefix}"
@@ -72,7 +118,18 @@ class InferenceStack(Stack):
             "ModelVersion": (config.model_version, "Version the function serves ('latest' follows LATEST)"),
             "AuthMode": (config.auth_mode, "How callers authenticate: iam (SigV4), api_key or none"),
             "FunctionName": (self.inference_function.function.function_name, "The inference function"),
+            "DashboardName": (self.dashboard.dashboard.dashboard_name, "CloudWatch dashboard of this stack"),
+            "DeploymentApplicationName": (
+                self.rollout.deployment_group.application.application_name,
+                "CodeDeploy application that shifts the live alias",
+            ),
+            "DeploymentGroupName": (
+                self.rollout.deployment_group.deployment_group_name,
+                "CodeDeploy deployment group: aws deploy list-deployments --deployment-group-name <name>",
+            ),
         }
+        if self.alarms.topic is not None:
+            outputs["AlarmTopicArn"] = (self.alarms.topic.topic_arn, "SNS topic the alarms notify")
         if self.api.api_key is not None:
             outputs["ApiKeyId"] = (
                 self.api.api_key.key_id,

@@ -36,6 +36,17 @@ VARIANTS: dict[str, dict[str, object]] = {
         "api_gateway_cloudwatch_role": "false",
         "execution_log_level": "info",
     },
+    "operations": {
+        "alarm_email": "ops@example.com",
+        "provisioned_concurrency": "2",
+        "provisioned_concurrency_max": "8",
+        "deployment_preference": "linear_10percent_every_1minute",
+        "alarm_5xx_rate_percent": "2.5",
+        "alarm_p99_latency_ms": "3000",
+        "alarm_function_errors": "3",
+        "alarm_throttles": "10",
+        "alarm_model_load_failures": "2",
+    },
 }
 
 

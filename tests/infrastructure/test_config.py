@@ -130,6 +130,16 @@ INVALID_VALUES = [
     ("metrics_namespace", "", "1-255 letters"),
     ("bucket_removal_policy", "snapshot", "one of retain, destroy"),
     ("noncurrent_version_expiration_days", 0, "from 1 to 3650 (days)"),
+    ("provisioned_concurrency_max", -1, "from 0 to 10000 (0 = no autoscaling)"),
+    ("deployment_preference", "blue_green", "one of all_at_once, canary_10percent_5minutes"),
+    ("alarm_5xx_rate_percent", "0", "a number above 0 and at most 100 (percent of requests)"),
+    ("alarm_5xx_rate_percent", "1%", "a number above 0"),
+    ("alarm_p99_latency_ms", 30000, "from 10 to 29000 (milliseconds)"),
+    ("alarm_function_errors", 0, "from 1 to 100000 (errors per minute)"),
+    ("alarm_throttles", "many", "a whole number"),
+    ("alarm_model_load_failures", 0, "from 1 to 10000 (failures per minute)"),
+    ("alarm_email", "ops@", "one e-mail address"),
+    ("alarm_email", "a@b.com, c@d.com", "one e-mail address"),
 ]
 
 
