@@ -12,11 +12,15 @@ LOCAL_ACCOUNT_ID = "000000000000"
 
 @dataclass(frozen=True)
 class FunctionSettings:
-    """What the deployed function would be configured with (names the logs, bounds the deadline)."""
+    """What the deployed function would be configured with (names the logs, bounds the deadline).
+
+    The defaults are cdk.json's memory_size_mb and timeout_seconds; nothing enforces the
+    timeout locally, it only sets what `get_remaining_time_in_millis` counts down from.
+    """
 
     function_name: str = "InferenceFunction"
     memory_mb: int = 3008
-    timeout_s: float = 28.0
+    timeout_s: float = 20.0
     version: str = "$LATEST"
 
     @property
