@@ -1,0 +1,228 @@
+"""A client for the endpoint: send an image, get its predictions.
+
+    from model_training.client import predict
+    response = predict("https://abc.execute-api.eu-west-1.amazonaws.com/prod/", "cat.jpg", auth="iam")
+
+Requests go as raw bytes (Content-Type from the image's format) or as the JSON
+`{"image": "<base64>"}` body. With `auth="iam"` they are signed with SigV4 by
+botocore using the caller's AWS credentials; with `auth="api-key"` the key goes in
+`x-api-key`. Any non-2xx answer raises EndpointError with the server's message.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+AUTH_MODES = ("none", "iam", "api-key")
+SIGV4_SERVICE = "execute-api"
+DEFAULT_TIMEOUT_SECONDS = 35.0  # a little above API Gateway's 29 s integration timeout
+USER_AGENT = "pytorch-lambda-inference-client/1"
+
+_EXECUTE_API_HOST = re.compile(r"\.execute-api\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
+_SIGNATURES = (  # magic bytes of the formats the API accepts
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+)
+
+
+class EndpointError(Exception):
+    """The request failed: `status` is the HTTP status, or None if no answer came back."""
+
+    def __init__(self, message: str, *, status: int | None = None, code: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    """Exactly what goes on the wire (kept separate so it can be inspected and tested)."""
+
+    url: str
+    headers: dict[str, str]
+    body: bytes
+
+
+def image_content_type(data: bytes) -> str:
+    """image/jpeg, image/png or image/webp from the bytes themselves, or EndpointError."""
+    for signature, content_type in _SIGNATURES:
+        if data.startswith(signature):
+            return content_type
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    raise EndpointError(
+        "the file is not a JPEG, PNG or WebP image (the formats the endpoint accepts); "
+        "give --content-type to send it anyway"
+    )
+
+
+def predict_url(endpoint: str, top_k: int | None = None) -> str:
+    """The POST /predict URL for an API base URL (the stack's EndpointUrl) or a /predict URL."""
+    parts = urlsplit(endpoint)
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise EndpointError(f"{endpoint!r} is not an http(s) URL")
+    path = parts.path if parts.path.endswith("/predict") else parts.path.rstrip("/") + "/predict"
+    query = urlencode({"top_k": top_k}) if top_k is not None else ""
+    return urlunsplit((parts.scheme, parts.netloc, path, query, ""))
+
+
+def region_from_url(url: str) -> str | None:
+    """The AWS region in an execute-api host name, if it is one."""
+    match = _EXECUTE_API_HOST.search(urlsplit(url).hostname or "")
+    return match.group(1) if match else None
+
+
+def build_request(
+    endpoint: str,
+    image: bytes,
+    *,
+    as_json: bool = False,
+    content_type: str | None = None,
+    top_k: int | None = None,
+    auth: str = "none",
+    api_key: str | None = None,
+    region: str | None = None,
+    credentials: Any = None,
+) -> PreparedRequest:
+    """The URL, headers and body of a predict request, signed or keyed as `auth` says."""
+    if auth not in AUTH_MODES:
+        raise EndpointError(f"auth must be one of {', '.join(AUTH_MODES)}, got {auth!r}")
+    if top_k is not None and top_k < 1:
+        raise EndpointError(f"top_k must be at least 1, got {top_k}")
+    url = predict_url(endpoint, top_k)
+    if as_json:
+        body = json.dumps({"image": base64.b64encode(image).decode("ascii")}).encode("utf-8")
+        headers = {"Content-Type": "application/json"}
+    else:
+        body = image
+        headers = {"Content-Type": content_type or image_content_type(image)}
+    headers["Accept"] = "application/json"
+    if auth == "api-key":
+        if not api_key:
+            raise EndpointError("auth api-key needs a key: give --api-key or set API_KEY")
+        headers["x-api-key"] = api_key
+    elif auth == "iam":
+        headers = sign_sigv4(url, body, headers, region=region, credentials=credentials)
+    return PreparedRequest(url=url, headers=headers, body=body)
+
+
+def sign_sigv4(
+    url: str, body: bytes, headers: dict[str, str], *, region: str | None = None, credentials: Any = None
+) -> dict[str, str]:
+    """`headers` plus the SigV4 headers botocore computes for a POST of `body` to `url`."""
+    import boto3
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    session = boto3.Session()
+    region = region or region_from_url(url) or session.region_name
+    if not region:
+        raise EndpointError(
+            "cannot tell the AWS region from the URL (not an execute-api host): give --region"
+        )
+    credentials = credentials or session.get_credentials()
+    if credentials is None:
+        raise EndpointError(
+            "auth iam needs AWS credentials and none were found: configure them (aws configure, "
+            "AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+        )
+    request = AWSRequest(method="POST", url=url, data=body, headers=dict(headers))
+    SigV4Auth(credentials.get_frozen_credentials(), SIGV4_SERVICE, region).add_auth(request)
+    return dict(request.headers.items())
+
+
+def send(request: PreparedRequest, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> dict[str, Any]:
+    """POST the request; the decoded JSON answer, or EndpointError with the server's message."""
+    http_request = urllib.request.Request(  # noqa: S310 - predict_url() allows http(s) only
+        request.url, data=request.body, headers={"User-Agent": USER_AGENT, **request.headers}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(http_request, timeout=timeout) as response:  # noqa: S310
+            raw = response.read()
+    except urllib.error.HTTPError as error:
+        raise _error_from_response(error.code, error.read()) from None
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+        reason = getattr(error, "reason", error)
+        raise EndpointError(f"cannot reach {request.url}: {reason}") from None
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise EndpointError(f"the endpoint answered with something that is not JSON: {raw[:200]!r}") from None
+
+
+def _error_from_response(status: int, raw: bytes) -> EndpointError:
+    """The API's `{"error": {code, message}}`, or API Gateway's own `{"message": ...}`."""
+    code, message = "", raw[:300].decode("utf-8", "replace").strip()
+    try:
+        document = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        document = None
+    if isinstance(document, dict):
+        error = document.get("error")
+        if isinstance(error, dict):
+            code, message = str(error.get("code", "")), str(error.get("message", message))
+        elif "message" in document or "Message" in document:
+            message = str(document.get("message", document.get("Message")))
+    hint = ""
+    if status == 403 and "Missing Authentication Token" in message:
+        hint = " (the API may need --auth iam or --auth api-key, or the URL's path is wrong)"
+    label = f"{status} {code}".strip()
+    return EndpointError(f"the endpoint answered {label}: {message}{hint}", status=status, code=code)
+
+
+def predict(
+    endpoint: str,
+    image: bytes | Path | str,
+    *,
+    as_json: bool = False,
+    content_type: str | None = None,
+    top_k: int | None = None,
+    auth: str = "none",
+    api_key: str | None = None,
+    region: str | None = None,
+    credentials: Any = None,
+    timeout: float = DEFAULT_TIMEOUT_SECONDS,
+) -> dict[str, Any]:
+    """Send one image (bytes or a file path) to the endpoint's /predict; return its JSON answer."""
+    data = image if isinstance(image, bytes) else _read_image(Path(image))
+    request = build_request(
+        endpoint,
+        data,
+        as_json=as_json,
+        content_type=content_type,
+        top_k=top_k,
+        auth=auth,
+        api_key=api_key,
+        region=region,
+        credentials=credentials,
+    )
+    return send(request, timeout=timeout)
+
+
+def _read_image(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise EndpointError(f"cannot read {path}: {error.strerror}") from None
+
+
+def format_predictions(response: dict[str, Any]) -> str:
+    """The answer as a few readable lines: model, then label and score per rank."""
+    model = response.get("model", {})
+    lines = [f"model {model.get('name', '?')} version {model.get('version', '?')}"]
+    for number, result in enumerate(response.get("results", []), start=1):
+        if len(response.get("results", [])) > 1:
+            lines.append(f"image {number}:")
+        for rank, prediction in enumerate(result.get("predictions", []), start=1):
+            label, score = prediction.get("label", "?"), float(prediction.get("score", 0))
+            lines.append(f"  {rank}. {label:<20} {score:.4f}")
+    return "\n".join(lines)
