@@ -28,6 +28,7 @@ from model_training.client import (
 )
 from model_training.datasets import TrainingDataError
 from model_training.publishing import PublishedVersion, PublishError, describe_listing, list_versions, publish
+from model_training.smoke_test import add_smoke_test_command
 from model_training.stack_outputs import DEFAULT_STACK, STACK_SCHEME, StackError, resolve_store
 from model_training.training import (
     DEMO_EPOCHS,
@@ -244,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_publish(subparsers)
     _add_versions(subparsers)
     _add_predict(subparsers)
+    add_smoke_test_command(subparsers)
     return parser
 
 

@@ -392,6 +392,7 @@ class S3Publisher:
                 Key=key,
                 Body=version.encode("utf-8"),
                 ContentType="text/plain; charset=utf-8",
+                ChecksumAlgorithm="SHA256",
                 ChecksumSHA256=_sha256_base64(version.encode("utf-8")),
             )
 
@@ -408,6 +409,7 @@ class S3Publisher:
                         Body=_ProgressReader(data, bar),
                         ContentLength=len(data),
                         ContentType=content_type,
+                        ChecksumAlgorithm="SHA256",
                         ChecksumSHA256=_sha256_base64(data),
                         IfNoneMatch="*",
                     )
