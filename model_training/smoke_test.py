@@ -402,7 +402,14 @@ def run_smoke_test_command(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory(prefix="smoke-test-") as folder:
             image = args.image if args.image is not None else _demo_image(Path(folder))
             run_smoke_test(target, image, requests=args.requests, timeout=args.timeout)
-    except (SmokeTestFailure, StackError, EndpointError) as error:
+    except StackError as error:
+        print(f"smoke test FAILED: {error}", file=sys.stderr)
+        print(
+            "(smoke-test: give --endpoint-url URL to check an endpoint without reading a stack)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    except (SmokeTestFailure, EndpointError) as error:
         print(f"smoke test FAILED: {error}", file=sys.stderr)
         return EXIT_FAILED
     print("smoke test passed")
