@@ -44,6 +44,7 @@ DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "t
 WARM_TARGETS = {"resnet18": 1.10, "mobilenet_v3_small": 1.25}
 COLD_TARGET = 1.3
 CHILD_TIMEOUT_S = 600
+QUIET_LOAD = 0.5  # 1-minute load average below which the machine counts as quiet
 
 
 @dataclass(frozen=True)
@@ -343,8 +344,16 @@ def run(settings: Settings) -> dict[str, Any]:
     return results
 
 
+def warn_if_busy() -> None:
+    """Other work on the cores skews everything, two-thread figures most (threads wait for each other)."""
+    load = os.getloadavg()[0]
+    if load > QUIET_LOAD:
+        print(f"[bench] warning: load average is {load:.2f}; figures will be noisy", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     settings, output_dir, plot = parse_args(argv)
+    warn_if_busy()
     results = run(settings)
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
