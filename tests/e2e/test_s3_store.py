@@ -1,0 +1,69 @@
+"""The local endpoint reading its model from an S3 endpoint (moto's server), and stopping on Ctrl-C."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from model_training.publishing import publish
+from tests.e2e.conftest import MODEL_NAME, curl, start_server, top_labels
+
+BUCKET = "model-bucket"
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
+
+
+@pytest.fixture
+def s3_endpoint() -> Iterator[str]:
+    """An S3-compatible endpoint on 127.0.0.1 (moto's server, in this process)."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+def test_a_model_in_any_s3_endpoint_is_served_and_ctrl_c_stops_cleanly(
+    s3_endpoint, training_output, examples, expected, tmp_path
+):
+    # Given a version published to a bucket behind an S3 endpoint chosen by AWS_ENDPOINT_URL_S3
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    client.create_bucket(Bucket=BUCKET)
+    published = publish(training_output, f"s3://{BUCKET}/models", progress=False, s3_client=client)
+    env = {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL_S3": s3_endpoint}
+    args = ["--store", f"s3://{BUCKET}/models", "--model-name", MODEL_NAME]
+
+    # When the local endpoint serves it
+    server = start_server("local_endpoint", args, tmp_path / "server.log", env=env)
+    try:
+        health_status, health = curl(f"{server.url}/health")
+        image = examples["jpeg"][0]
+        predict_status, prediction = curl(
+            "-H", "Content-Type: image/jpeg", "--data-binary", f"@{image}", f"{server.url}/predict"
+        )
+    finally:
+        exit_code = server.stop(signal.SIGINT)
+
+    # Then it serves that version, predicts like the model, and Ctrl-C ends it with exit code 0
+    assert health_status == 200 and health["model"]["version"] == published.version
+    assert predict_status == 200
+    assert top_labels(prediction["results"][0]["predictions"]) == [label for label, _ in expected(image)]
+    assert exit_code == 0
+    output = server.log()
+    assert output.rstrip().endswith("Stopped.")
+    assert "received SIGINT" in output and "Traceback" not in output
