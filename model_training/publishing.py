@@ -240,10 +240,8 @@ class LocalPublisher:
         # A hidden name: never mistaken for a version by readers or `taken_versions`.
         staging = Path(tempfile.mkdtemp(dir=model_dir, prefix=f".publishing-{version}-"))
         try:
-            for name, data in files.items():
-                with _progress_bar(f"writing {name}", len(data), progress) as bar:
-                    (staging / name).write_bytes(data)
-                    bar.update(len(data))
+            for name, data in files.items():  # local writes take no time worth a progress bar
+                (staging / name).write_bytes(data)
                 _check_copy(staging / name, data)
             try:
                 # rename() refuses a non-empty target: a concurrent publish of this version loses here.
