@@ -45,7 +45,7 @@ from lambda_src.artifact import (
     version_prefix,
     weights_key,
 )
-from lambda_src.errors import IntegrityError, ManifestError, ModelArtifactError, VersionExists
+from lambda_src.errors import IntegrityError, ManifestError, VersionExists
 
 _AUTO_VERSION = re.compile(r"^v([0-9]+)$")
 
@@ -178,15 +178,6 @@ def list_versions(store_uri: str, model_name: str, *, s3_client: Any = None) -> 
     versions = tuple(sorted(publisher.complete_versions(model_name), key=version_sort_key))
     latest = publisher.read_text(latest_key(publisher.prefix, model_name))
     return VersionListing(model_name, versions, latest.strip() if latest is not None else None)
-
-
-def read_manifest(store_uri: str, model_name: str, version: str, *, s3_client: Any = None) -> Manifest:
-    """The manifest of one published version (for `versions --details`)."""
-    publisher = open_publisher(store_uri, s3_client=s3_client)
-    text = publisher.read_text(manifest_key(publisher.prefix, model_name, version))
-    if text is None:
-        raise PublishError(f"{model_name} {version} has no manifest in {store_uri}")
-    return Manifest.from_json(text.encode("utf-8"))
 
 
 def open_publisher(store_uri: str, *, s3_client: Any = None) -> Publisher:
@@ -488,15 +479,3 @@ def describe_listing(listing: VersionListing, store_uri: str) -> str:
     if listing.latest and listing.latest not in listing.versions:
         lines.append(f"  warning: {LATEST_POINTER} names {listing.latest!r}, which is not a complete version")
     return "\n".join(lines)
-
-
-__all__ = [
-    "ModelArtifactError",
-    "PublishError",
-    "PublishedVersion",
-    "VersionExists",
-    "VersionListing",
-    "list_versions",
-    "next_version",
-    "publish",
-]
