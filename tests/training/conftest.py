@@ -6,12 +6,6 @@ once per session, and the tiny runs used by the publishing tests take a second.
 
 from __future__ import annotations
 
-import os
-
-# Before torch loads OpenMP (it does when this folder runs first or alone): on a busy
-# machine, spinning worker threads make training many times slower. See model_training/__main__.py.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
