@@ -76,6 +76,9 @@ def load_model(
             network, state_dict, f"{manifest.architecture} with the manifest's {manifest.num_classes} classes"
         )
         network.eval()
+    # The network now holds its own copy: free the bytes and the state dict (twice the
+    # model's size) before optimising makes new tensors, so they never coexist.
+    del weights, state_dict
     with timer.phase("optimise"):
         network = optimise_for_inference(network)
     threads = configure_threads(torch_threads)
