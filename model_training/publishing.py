@@ -46,6 +46,7 @@ from lambda_src.artifact import (
     weights_key,
 )
 from lambda_src.errors import IntegrityError, ManifestError, VersionExists
+from lambda_src.model_store import S3ModelStore
 
 _AUTO_VERSION = re.compile(r"^v([0-9]+)$")
 
@@ -305,25 +306,15 @@ def _sha256_base64(data: bytes) -> str:
 _CONTENT_TYPES = {WEIGHTS_FILE: "application/octet-stream", MANIFEST_FILE: "application/json"}
 
 
-class S3Publisher:
-    """A model store under `s3://bucket/prefix` (boto3 honours AWS_ENDPOINT_URL_S3)."""
+class S3Publisher(S3ModelStore):
+    """A model store under `s3://bucket/prefix` that can also publish (boto3 honours AWS_ENDPOINT_URL_S3)."""
 
     def __init__(self, bucket: str, prefix: str, client: Any = None) -> None:
-        self.bucket = bucket
-        self.prefix = prefix
-        self.store_uri = f"s3://{bucket}/{prefix}".rstrip("/")
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            import boto3  # only S3 publishing needs it
-
-            self._client = boto3.client("s3")
-        return self._client
+        super().__init__(bucket, prefix, client=client)
+        self.store_uri = f"s3://{bucket}/{self.prefix}".rstrip("/")
 
     def _uri(self, key: str) -> str:
-        return f"s3://{self.bucket}/{key}"
+        return self.describe(key)
 
     def _list_keys(self, prefix: str) -> Iterator[str]:
         pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
