@@ -3,10 +3,10 @@
 import json
 from pathlib import Path
 
-from bench.__main__ import MODELS
 from bench.report import markdown_report
 
 RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results" / "results.json"
+MODELS = {"resnet18", "mobilenet_v3_small", "efficientnet_b0"}  # the models the issue names
 
 
 def test_committed_results_cover_every_model_and_render_as_tables():
@@ -15,7 +15,7 @@ def test_committed_results_cover_every_model_and_render_as_tables():
     # When the README tables are rendered from them
     report = markdown_report(results)
     # Then every model has each measurement and appears in every table
-    assert set(results["models"]) == set(MODELS)
+    assert set(results["models"]) == MODELS
     for name, result in results["models"].items():
         assert {"floor", "handler_raw", "handler_json", "served_network", "peer_reload"} <= set(
             result["warm"]["latency_ms"]
