@@ -141,13 +141,13 @@ def markdown_report(results: dict[str, Any]) -> str:
     models, settings = results["models"], results["settings"]
     return "\n\n".join(
         [
-            f"Warm latency, ms (threads: {next(iter(models.values()))['warm']['threads']}, "
+            f"**Warm latency, ms** (torch threads: {next(iter(models.values()))['warm']['threads']}, "
             f"{settings['iterations']} requests per variant)\n\n" + warm_table(models),
-            f"Cold start to first response, s (median of {settings['cold_repeats']})\n\n"
+            f"**Cold start to the first response, s** (median of {settings['cold_repeats']})\n\n"
             + cold_table(models),
-            "Throughput, images/s\n\n" + throughput_table(models, settings["batch_size"]),
-            "Memory sizing\n\n" + sizing_table(models),
-            "Targets\n\n" + targets_table(results["targets"]),
+            "**Throughput, images/s**\n\n" + throughput_table(models, settings["batch_size"]),
+            "**Memory sizing**\n\n" + sizing_table(models),
+            "**Targets**\n\n" + targets_table(results["targets"]),
         ]
     )
 
