@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -58,8 +58,18 @@ class Settings:
     handler: str
 
 
-FULL = {"iterations": 40, "peer_iterations": 10, "cold_repeats": 3, "throughput_seconds": 3.0}
-QUICK = {"iterations": 5, "peer_iterations": 2, "cold_repeats": 1, "throughput_seconds": 0.3}
+@dataclass(frozen=True)
+class Amounts:
+    """How many samples a run takes."""
+
+    iterations: int
+    peer_iterations: int
+    cold_repeats: int
+    throughput_seconds: float
+
+
+FULL = Amounts(iterations=40, peer_iterations=10, cold_repeats=3, throughput_seconds=3.0)
+QUICK = Amounts(iterations=5, peer_iterations=2, cold_repeats=1, throughput_seconds=0.3)
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[Settings, Path, bool]:
@@ -76,7 +86,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, Path, bool]:
     output_dir = args.output_dir or (
         Path(tempfile.gettempdir()) / "bench-quick" if args.quick else RESULTS_DIR
     )
-    settings = Settings(models=models, batch_size=args.batch_size, handler=args.handler, **amounts)
+    settings = Settings(models=models, batch_size=args.batch_size, handler=args.handler, **asdict(amounts))
     return settings, output_dir, not args.no_plot
 
 
@@ -311,7 +321,7 @@ def prime_page_cache(bench: Bench, model: PublishedModel) -> None:
 
 def run(settings: Settings) -> dict[str, Any]:
     results: dict[str, Any] = {
-        "command": "python -m bench" + (" --quick" if settings.iterations == QUICK["iterations"] else ""),
+        "command": "python -m bench" + (" --quick" if settings.iterations == QUICK.iterations else ""),
         "machine": machine(),
         "settings": settings.__dict__ | {"models": list(settings.models)},
         "prices": {
