@@ -9,14 +9,8 @@ mostly with `curl`.
 from __future__ import annotations
 
 import json
-import os
-import re
-import signal
 import subprocess
-import sys
-import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,64 +22,9 @@ from lambda_src.preprocessing import eval_transform, to_rgb
 from model_training.demo_data import write_examples
 from model_training.publishing import publish
 from model_training.training import TrainingConfig, TrainingResult, save_output, train
+from tests.local_server import ServerProcess, serve_store
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 MODEL_NAME = "e2e-shapes"
-SERVER_START_TIMEOUT_S = 120  # importing torch and loading the model, on a busy 2-core machine
-SERVING_LINE = re.compile(r"Serving on (http://127\.0\.0\.1:\d+)")
-
-
-@dataclass
-class ServerProcess:
-    """A local endpoint running as its own process, with its output in a file."""
-
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    url: str
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self, signum: int = signal.SIGINT, timeout_s: float = 30) -> int:
-        """Send `signum` (Ctrl-C by default) and return the exit code."""
-        if self.process.poll() is None:
-            self.process.send_signal(signum)
-        try:
-            return self.process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            raise AssertionError(
-                f"the server ignored signal {signum} for {timeout_s} s:\n{self.log()}"
-            ) from None
-
-
-def start_server(
-    module: str, args: Sequence[str], log_path: Path, *, env: dict[str, str] | None = None
-) -> ServerProcess:
-    """Start `python -m <module> <args> --port 0` and wait until it says where it serves."""
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", module, *args, "--host", "127.0.0.1", "--port", "0"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO_ROOT,
-            env={**os.environ, **(env or {})},
-        )
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        text = log_path.read_text(errors="replace")
-        found = SERVING_LINE.search(text)
-        if found:
-            return ServerProcess(process, log_path, found.group(1))
-        if process.poll() is not None:
-            raise AssertionError(f"the server exited with {process.returncode} before serving:\n{text}")
-        time.sleep(0.1)
-    process.kill()
-    process.wait()
-    raise AssertionError(
-        f"the server did not serve within {SERVER_START_TIMEOUT_S} s:\n{log_path.read_text()}"
-    )
 
 
 def curl(*args: str) -> tuple[int, Any]:
@@ -161,9 +100,5 @@ def expected(trained: TrainingResult):
 @pytest.fixture(scope="session")
 def server(model_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """`python -m local_endpoint` serving the model store; stopped with Ctrl-C (SIGINT) at the end."""
-    log_path = tmp_path_factory.mktemp("server") / "server.log"
-    running = start_server(
-        "local_endpoint", ["--store", str(model_store), "--model-name", MODEL_NAME], log_path
-    )
-    yield running
-    assert running.stop(signal.SIGINT) == 0, running.log()
+    with serve_store(model_store, MODEL_NAME, tmp_path_factory.mktemp("server") / "server.log") as running:
+        yield running

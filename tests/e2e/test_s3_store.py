@@ -10,7 +10,8 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from model_training.publishing import publish
-from tests.e2e.conftest import MODEL_NAME, curl, start_server, top_labels
+from tests.e2e.conftest import MODEL_NAME, curl, top_labels
+from tests.local_server import start_server
 
 BUCKET = "model-bucket"
 FAKE_CREDENTIALS = {

@@ -4,7 +4,6 @@ and a tiny real HTTP server whose answers each test chooses (errors, other versi
 from __future__ import annotations
 
 import json
-import signal
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -16,7 +15,7 @@ import pytest
 
 from model_training.publishing import publish
 from model_training.training import TrainingConfig, save_output, train
-from tests.e2e.conftest import ServerProcess, start_server
+from tests.local_server import ServerProcess, serve_store
 
 MODEL_NAME = "smoke-shapes"
 
@@ -38,11 +37,8 @@ def model_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def local_endpoint(model_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """`python -m local_endpoint` serving the store on a free port of 127.0.0.1."""
     log_path = tmp_path_factory.mktemp("smoke-server") / "server.log"
-    running = start_server(
-        "local_endpoint", ["--store", str(model_store), "--model-name", MODEL_NAME], log_path
-    )
-    yield running
-    assert running.stop(signal.SIGINT) == 0, running.log()
+    with serve_store(model_store, MODEL_NAME, log_path) as running:
+        yield running
 
 
 @pytest.fixture

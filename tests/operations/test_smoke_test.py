@@ -14,7 +14,7 @@ import pytest
 from moto import mock_aws
 
 from model_training.cli import main
-from tests.e2e.conftest import REPO_ROOT, ServerProcess
+from tests.local_server import REPO_ROOT, ServerProcess
 from tests.operations.conftest import MODEL_NAME, error_answer, health_answer, predict_answer
 
 REGION = "eu-west-1"
