@@ -170,10 +170,7 @@ class InferenceAlarms(Construct):
         ]
         # Throttles say the account or function ran out of concurrency; a rollback would not help.
         self.rollback_alarms: list[cloudwatch.Alarm] = [
-            self.api_5xx_rate,
-            self.api_p99_latency,
-            self.function_errors,
-            self.model_load_failures,
+            alarm for alarm in self.all_alarms if alarm is not self.throttles
         ]
         self.topic: sns.Topic | None = None
         if alarm_email:
