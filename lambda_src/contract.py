@@ -1,0 +1,83 @@
+"""Every name that crosses a boundary between the project's parts, defined once.
+
+The stacks set these names, the runtime reads them, and the local endpoint, the
+client, the smoke test, the bench and the tests import them from here. Standard
+library only: the CDK app and the client import this module without torch, boto3
+or Powertools.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+# The function's environment: set by stacks/inference_function.py (and by the local
+# endpoint and the bench), read by lambda_src.
+ENV_MODEL_STORE = "MODEL_STORE"  # s3://<bucket>/<prefix> or a local folder
+ENV_MODEL_NAME = "MODEL_NAME"
+ENV_MODEL_VERSION = "MODEL_VERSION"  # a published version, or "latest"
+ENV_MAX_BATCH_SIZE = "MAX_BATCH_SIZE"
+ENV_MAX_BODY_BYTES = "MAX_BODY_BYTES"
+ENV_MAX_IMAGE_PIXELS = "MAX_IMAGE_PIXELS"
+ENV_MODEL_RETRY_SECONDS = "MODEL_RETRY_SECONDS"
+ENV_TORCH_NUM_THREADS = "TORCH_NUM_THREADS"
+ENV_CORS_ALLOW_ORIGIN = "CORS_ALLOW_ORIGIN"  # set only when CORS is on
+# Powertools' own variables (its documented names).
+ENV_POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
+ENV_POWERTOOLS_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
+ENV_POWERTOOLS_METRICS_DISABLED = "POWERTOOLS_METRICS_DISABLED"
+ENV_POWERTOOLS_LOG_LEVEL = "POWERTOOLS_LOG_LEVEL"
+
+# The `service` of every log line and the one dimension of every metric. The deployed
+# stack names its function's service; the default is what local runs and tests see.
+DEPLOYED_SERVICE_NAME = "image-classifier"
+DEFAULT_SERVICE_NAME = "pytorch-inference"
+DEFAULT_METRICS_NAMESPACE = "PyTorchInference"
+
+
+class Metric(StrEnum):
+    """The handler's CloudWatch metrics (EMF); the alarms and the dashboard read them."""
+
+    LATENCY = "Latency"  # ms, per request, inside the function
+    CLIENT_ERRORS = "ClientErrors"  # count, 1 per request answered with a 4xx
+    SERVER_ERRORS = "ServerErrors"  # count, 1 per request answered with a 5xx
+    IMAGES_CLASSIFIED = "ImagesClassified"  # count, per successful predict
+    DECODE_LATENCY = "DecodeLatency"  # ms, per successful predict
+    PREPROCESS_LATENCY = "PreprocessLatency"  # ms, per successful predict
+    INFERENCE_LATENCY = "InferenceLatency"  # ms, per successful predict
+    MODEL_LOAD_DURATION = "ModelLoadDuration"  # ms, per successful load
+    MODEL_LOAD_FAILURES = "ModelLoadFailures"  # count, per failed load attempt
+
+
+# HTTP API: routes and media types.
+PREDICT_PATH = "/predict"
+HEALTH_PATH = "/health"
+JSON_MEDIA_TYPE = "application/json"
+IMAGE_MEDIA_TYPES = ("image/jpeg", "image/png", "image/webp")  # also the API's binary media types
+
+# Platform payload limits.
+LAMBDA_MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # synchronous invoke request and response, base64 included
+API_GATEWAY_MAX_BODY_BYTES = 10 * 1024 * 1024  # REST API payload limit
+DEFAULT_MAX_BATCH_SIZE = 8  # images per {"images": [...]} request
+MAX_BATCH_SIZE_LIMIT = 64  # one forward pass per request: keep its memory bounded
+
+
+class AuthMode(StrEnum):
+    """How callers authenticate to the deployed API (context `auth_mode`, the client's `--auth`)."""
+
+    IAM = "iam"  # SigV4-signed with the caller's AWS credentials
+    API_KEY = "api_key"  # an API key in x-api-key, with a usage plan
+    NONE = "none"  # open: only by explicit choice
+
+
+API_KEY_HEADER = "x-api-key"
+
+
+class StackOutput(StrEnum):
+    """The inference stack's CloudFormation outputs that the client and the smoke test read."""
+
+    ENDPOINT_URL = "EndpointUrl"  # the API's base URL: POST <url>predict, GET <url>health
+    MODEL_STORE_URI = "ModelStoreUri"  # s3://<bucket>/<prefix>, where `publish` writes
+    MODEL_NAME = "ModelName"
+    MODEL_VERSION = "ModelVersion"
+    AUTH_MODE = "AuthMode"
+    API_KEY_ID = "ApiKeyId"  # only with auth_mode api_key
