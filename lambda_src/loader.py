@@ -17,10 +17,7 @@ from torch.fx.experimental.optimization import fuse
 
 from lambda_src.architectures import build_model, check_architecture, load_weights
 from lambda_src.artifact import (
-    LATEST,
     Manifest,
-    check_name,
-    latest_key,
     manifest_key,
     sha256_hex,
     weights_key,
@@ -28,12 +25,11 @@ from lambda_src.artifact import (
 from lambda_src.cpus import available_cpus
 from lambda_src.errors import (
     ArchitectureMismatch,
-    ArtifactNotFound,
     IntegrityError,
     ManifestError,
     ModelArtifactError,
 )
-from lambda_src.model_store import ModelLocation, ModelStore, open_store
+from lambda_src.model_store import ModelLocation, ModelStore, open_store, resolve_version
 from lambda_src.preprocessing import eval_transform
 from lambda_src.timing import PhaseTimer
 
@@ -59,7 +55,7 @@ def load_model(
     with timer.phase("open_store"):
         store = store if store is not None else _open_store(location.store_uri)
     with timer.phase("resolve_version"):
-        version = resolve_version(store, location)
+        version = resolve_version(store, location.model_name, location.version)
     with timer.phase("read_manifest"):
         manifest = read_manifest(store, location.model_name, version)
         check_architecture(manifest.architecture)  # before downloading weights it could not use
@@ -98,21 +94,6 @@ def _open_store(store_uri: str) -> ModelStore:
         return open_store(store_uri)
     except ValueError as error:  # a store URI no reader understands
         raise ModelArtifactError(str(error)) from None
-
-
-def resolve_version(store: ModelStore, location: ModelLocation) -> str:
-    """The pinned version, or the one the model's LATEST pointer names."""
-    if location.version != LATEST:
-        return location.version
-    key = latest_key(store.prefix, location.model_name)
-    try:
-        raw = store.read(key)
-    except ArtifactNotFound as error:
-        raise ArtifactNotFound(f"model {location.model_name!r} has no published version: {error}") from None
-    try:
-        return check_name("version", raw.decode("utf-8").strip())
-    except (UnicodeDecodeError, ValueError) as error:
-        raise ManifestError(f"{store.describe(key)} does not name a version: {error}") from None
 
 
 def read_manifest(store: ModelStore, model_name: str, version: str) -> Manifest:

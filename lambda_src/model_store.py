@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
-from lambda_src.artifact import LATEST, check_name
-from lambda_src.errors import ArtifactNotFound, ModelArtifactError
+from lambda_src.artifact import LATEST, check_name, latest_key
+from lambda_src.errors import ArtifactNotFound, ManifestError, ModelArtifactError
 
 ENV_STORE = "MODEL_STORE"
 ENV_NAME = "MODEL_NAME"
@@ -115,6 +115,21 @@ class S3ModelStore:
 
     def describe(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
+
+
+def resolve_version(store: ModelStore, model_name: str, version: str) -> str:
+    """The pinned `version`, or the one the model's LATEST pointer names when it is "latest"."""
+    if version != LATEST:
+        return check_name("version", version)
+    key = latest_key(store.prefix, model_name)
+    try:
+        raw = store.read(key)
+    except ArtifactNotFound as error:
+        raise ArtifactNotFound(f"model {model_name!r} has no published version: {error}") from None
+    try:
+        return check_name("version", raw.decode("utf-8").strip())
+    except (UnicodeDecodeError, ValueError) as error:
+        raise ManifestError(f"{store.describe(key)} does not name a version: {error}") from None
 
 
 def open_store(store_uri: str) -> LocalModelStore | S3ModelStore:

@@ -119,11 +119,10 @@ def target_from_stack(
 def latest_version(store_uri: str, model_name: str) -> str:
     """The version a store's LATEST pointer names for `model_name` (what `latest` serves)."""
     from lambda_src.errors import ModelArtifactError
-    from lambda_src.loader import resolve_version
-    from lambda_src.model_store import ModelLocation, open_store
+    from lambda_src.model_store import open_store, resolve_version
 
     try:
-        return resolve_version(open_store(store_uri), ModelLocation(store_uri, model_name, LATEST))
+        return resolve_version(open_store(store_uri), model_name, LATEST)
     except (ModelArtifactError, ValueError) as error:
         raise SmokeTestFailure(
             f"cannot tell which version LATEST names in {store_uri}: {error}. "
