@@ -57,7 +57,7 @@ bench: setup
 	$(PYTHON) -m bench
 
 smoke: setup
-	$(PYTHON) -m model_training smoke-test $(if $(STACK),--stack $(STACK),)
+	$(PYTHON) -m endpoint_client smoke-test $(if $(STACK),--stack $(STACK),)
 
 clean:
 	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache

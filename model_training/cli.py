@@ -1,4 +1,7 @@
-"""`python -m model_training`: train, publish, list versions, and query an endpoint.
+"""`python -m model_training`: train, publish and list versions.
+
+`predict` and `smoke-test` stay here as aliases of `python -m endpoint_client`'s
+commands, which own them.
 
 Progress bars and notes go to stderr, results and summaries to stdout. Every
 failure a person can fix ends with one readable line on stderr and exit code 1
@@ -8,28 +11,20 @@ failure a person can fix ends with one readable line on stderr and exit code 1
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import shlex
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from endpoint_client.cli import add_commands as add_endpoint_commands
+from endpoint_client.cli import positive_int
+from endpoint_client.stack_outputs import DEFAULT_STACK, STACK_SCHEME, StackError, resolve_store
 from lambda_src.architectures import DEFAULT_ARCHITECTURE
 from lambda_src.artifact import LATEST_POINTER
 from lambda_src.errors import ModelArtifactError
-from model_training.client import (
-    AUTH_MODES,
-    DEFAULT_TIMEOUT_SECONDS,
-    EndpointError,
-    format_predictions,
-    predict,
-)
 from model_training.datasets import TrainingDataError
 from model_training.publishing import PublishedVersion, PublishError, describe_listing, list_versions, publish
-from model_training.smoke_test import add_smoke_test_command
-from model_training.stack_outputs import DEFAULT_STACK, STACK_SCHEME, StackError, resolve_store
 from model_training.training import (
     DEMO_EPOCHS,
     DEMO_IMAGE_SIZE,
@@ -55,7 +50,6 @@ USER_ERRORS = (
     ModelArtifactError,
     PublishError,
     StackError,
-    EndpointError,
     ValueError,
     OSError,
 )
@@ -64,13 +58,6 @@ STORE_HELP = (
     f"model store: s3://bucket/prefix, a local folder, or {STACK_SCHEME}NAME for the store of the deployed "
     f"stack NAME (its ModelStoreUri output)"
 )
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _add_train(subparsers: argparse._SubParsersAction) -> None:
@@ -103,10 +90,10 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     )
     command.add_argument(
         "--epochs",
-        type=_positive_int,
+        type=positive_int,
         help=f"passes over the data (default: {DEMO_EPOCHS} with --demo, else {FOLDER_EPOCHS})",
     )
-    command.add_argument("--batch-size", type=_positive_int, default=32, help="images per step (default: 32)")
+    command.add_argument("--batch-size", type=positive_int, default=32, help="images per step (default: 32)")
     command.add_argument(
         "--lr",
         type=float,
@@ -116,7 +103,7 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     command.add_argument("--seed", type=int, default=0, help="seed for data, split and weights (default: 0)")
     command.add_argument(
         "--image-size",
-        type=_positive_int,
+        type=positive_int,
         help="square input size in pixels, the manifest's centre crop; images are first resized to 8/7 "
         f"of it (default: {DEMO_IMAGE_SIZE} with --demo, else {FOLDER_IMAGE_SIZE})",
     )
@@ -134,7 +121,7 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     )
     command.add_argument(
         "--demo-images",
-        type=_positive_int,
+        type=positive_int,
         default=DEMO_IMAGES_PER_CLASS,
         help="demo images generated per class (default: %(default)s)",
     )
@@ -186,51 +173,6 @@ def _add_store_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--region", help="AWS region of the stack (default: your AWS configuration)")
 
 
-def _add_predict(subparsers: argparse._SubParsersAction) -> None:
-    command = subparsers.add_parser(
-        "predict",
-        help="send an image to an endpoint and print the predictions",
-        description=(
-            "POST an image to <URL>/predict: the raw bytes (Content-Type from the image's format) or, with "
-            '--json, the JSON body {"image": "<base64>"}. Exits 1 with the server\'s message on an error.'
-        ),
-    )
-    command.add_argument(
-        "url", help="the API's base URL (the stack's EndpointUrl output) or its /predict URL"
-    )
-    command.add_argument("image", type=Path, help="a JPEG, PNG or WebP file")
-    command.add_argument(
-        "--json", action="store_true", help="send the JSON base64 format instead of raw bytes"
-    )
-    command.add_argument("--top-k", type=_positive_int, help="how many classes to return (server default: 5)")
-    command.add_argument(
-        "--auth",
-        choices=AUTH_MODES,
-        default="none",
-        help="iam: sign with your AWS credentials (SigV4); api-key: send x-api-key; none (default)",
-    )
-    command.add_argument(
-        "--api-key",
-        default=os.environ.get("API_KEY"),
-        help="the API key for --auth api-key (default: the API_KEY environment variable, which keeps it "
-        "out of your shell history)",
-    )
-    command.add_argument(
-        "--region", help="AWS region for SigV4 (default: from the URL, else your AWS config)"
-    )
-    command.add_argument(
-        "--content-type", help="send the raw body with this Content-Type (default: detected)"
-    )
-    command.add_argument(
-        "--timeout",
-        type=float,
-        default=DEFAULT_TIMEOUT_SECONDS,
-        help="seconds to wait (default: %(default)s)",
-    )
-    command.add_argument("--raw", action="store_true", help="print the endpoint's JSON answer as is")
-    command.set_defaults(run=run_predict)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -244,8 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(subparsers)
     _add_publish(subparsers)
     _add_versions(subparsers)
-    _add_predict(subparsers)
-    add_smoke_test_command(subparsers)
+    add_endpoint_commands(subparsers)  # aliases of `python -m endpoint_client predict/smoke-test`
     return parser
 
 
@@ -310,22 +251,6 @@ def run_publish(args: argparse.Namespace) -> int:
 def run_versions(args: argparse.Namespace) -> int:
     store = resolve_store(args.store, region=args.region)
     print(describe_listing(list_versions(store, args.model_name), store))
-    return 0
-
-
-def run_predict(args: argparse.Namespace) -> int:
-    response = predict(
-        args.url,
-        args.image,
-        as_json=args.json,
-        content_type=args.content_type,
-        top_k=args.top_k,
-        auth=args.auth,
-        api_key=args.api_key,
-        region=args.region,
-        timeout=args.timeout,
-    )
-    print(json.dumps(response, indent=2) if args.raw else format_predictions(response))
     return 0
 
 

@@ -1,4 +1,4 @@
-"""`python -m model_training smoke-test`: a real local endpoint, stack outputs, and endpoints that fail."""
+"""`python -m endpoint_client smoke-test`: a real local endpoint, stack outputs, and endpoints that fail."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from model_training.cli import main
+from endpoint_client.cli import main
+from lambda_src.contract import AuthMode, StackOutput
 from tests.local_server import REPO_ROOT, ServerProcess
 from tests.operations.conftest import MODEL_NAME, error_answer, health_answer, predict_answer
 
@@ -56,7 +57,7 @@ def test_the_command_passes_against_the_local_endpoint(local_endpoint: ServerPro
         [
             sys.executable,
             "-m",
-            "model_training",
+            "endpoint_client",
             "smoke-test",
             "--endpoint-url",
             local_endpoint.url,
@@ -92,11 +93,11 @@ def test_expected_version_from_the_stack_follows_latest_in_its_store(
     # Given a stack whose outputs point at the local endpoint and store, serving 'latest'
     create_stack(
         {
-            "EndpointUrl": local_endpoint.url + "/",
-            "AuthMode": "none",
-            "ModelName": MODEL_NAME,
-            "ModelVersion": "latest",
-            "ModelStoreUri": str(model_store),
+            StackOutput.ENDPOINT_URL: local_endpoint.url + "/",
+            StackOutput.AUTH_MODE: AuthMode.NONE,
+            StackOutput.MODEL_NAME: MODEL_NAME,
+            StackOutput.MODEL_VERSION: "latest",
+            StackOutput.MODEL_STORE_URI: str(model_store),
         }
     )
     # When the smoke test reads the stack
@@ -111,7 +112,12 @@ def test_a_pinned_version_in_the_stack_that_is_not_served_fails(
     aws: None, local_endpoint: ServerProcess, model_store: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     create_stack(
-        {"EndpointUrl": local_endpoint.url, "AuthMode": "none", "ModelName": MODEL_NAME, "ModelVersion": "v2"}
+        {
+            StackOutput.ENDPOINT_URL: local_endpoint.url,
+            StackOutput.AUTH_MODE: AuthMode.NONE,
+            StackOutput.MODEL_NAME: MODEL_NAME,
+            StackOutput.MODEL_VERSION: "v2",
+        }
     )
     code, _, err = run_cli(capsys, "--stack", STACK, "--region", REGION)
     assert code == 1
@@ -211,19 +217,19 @@ def test_api_key_from_the_stack_is_read_and_sent(
     url = scripted_endpoint(health=keyed(health_answer), predict=keyed(predict_answer))
     create_stack(
         {
-            "EndpointUrl": url,
-            "AuthMode": "api_key",
-            "ApiKeyId": key["id"],
-            "ModelName": MODEL_NAME,
-            "ModelVersion": "v1",
+            StackOutput.ENDPOINT_URL: url,
+            StackOutput.AUTH_MODE: AuthMode.API_KEY,
+            StackOutput.API_KEY_ID: key["id"],
+            StackOutput.MODEL_NAME: MODEL_NAME,
+            StackOutput.MODEL_VERSION: "v1",
         }
     )
     # When the smoke test reads the stack, then it fetches the key's value and passes
     code, out, err = run_cli(capsys, "--stack", STACK, "--region", REGION, "--requests", "2")
     assert code == 0, err
-    assert out.splitlines()[0] == f"smoke test of {url} (auth: api-key)"
+    assert out.splitlines()[0] == f"smoke test of {url} (auth: {AuthMode.API_KEY})"
     # And without the key the same endpoint fails the test
-    code, _, err = run_cli(capsys, "--endpoint-url", url, "--auth", "api-key", "--api-key", "wrong")
+    code, _, err = run_cli(capsys, "--endpoint-url", url, "--auth", AuthMode.API_KEY, "--api-key", "wrong")
     assert (code, err.strip()) == (1, f"smoke test FAILED: GET {url}health answered 403: Forbidden")
 
 
@@ -267,3 +273,14 @@ def test_iam_auth_signs_both_requests_with_sigv4(
     assert code == 0, err
     assert [line.split(" ")[0] for line in seen] == ["GET", "POST"]
     assert all(scope in line for line in seen)
+
+
+def test_model_trainings_smoke_test_alias_runs_the_same_checks(
+    scripted_endpoint: Callable[..., str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from model_training.cli import main as model_training_main
+
+    url = scripted_endpoint(health=lambda _: health_answer("v1"), predict=lambda _: predict_answer("v2"))
+    code = model_training_main(["smoke-test", "--endpoint-url", url, "--requests", "1"])
+    assert code == 1
+    assert "while /health said 'v1'" in capsys.readouterr().err

@@ -15,12 +15,12 @@ from botocore.config import Config
 from botocore.exceptions import EndpointConnectionError
 from moto import mock_aws
 
+from endpoint_client.stack_outputs import StackError, resolve_store
 from lambda_src.artifact import Manifest
 from lambda_src.errors import IntegrityError, VersionExists
 from lambda_src.loader import load_model
 from lambda_src.model_store import ModelLocation
 from model_training.publishing import PublishError, list_versions, next_version, publish, read_output
-from model_training.stack_outputs import StackError, resolve_store
 
 from .conftest import BUCKET, MODEL_NAME, PREFIX, REGION, Bucket
 

@@ -20,14 +20,17 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from PIL import Image
 
-from model_training.cli import main
-from model_training.client import (
+from endpoint_client.cli import main
+from endpoint_client.client import (
     EndpointError,
     format_predictions,
+    health,
     image_content_type,
     predict,
     region_from_url,
 )
+from lambda_src.contract import API_KEY_HEADER, AuthMode
+from model_training.cli import main as model_training_main
 
 ANSWER = {
     "model": {"name": "demo-shapes", "version": "v3"},
@@ -67,6 +70,9 @@ def server() -> Iterator[RecordingServer]:
     recording = RecordingServer(url="")
 
     class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.do_POST()
+
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             headers = {name.lower(): value for name, value in self.headers.items()}
@@ -135,10 +141,20 @@ def test_a_file_of_another_format_is_refused_unless_a_content_type_is_given(
 
 
 def test_the_api_key_goes_in_x_api_key(server: RecordingServer, tmp_path: Path) -> None:
-    predict(server.url, image_file(tmp_path), auth="api-key", api_key="key-123")
+    predict(server.url, image_file(tmp_path), auth=AuthMode.API_KEY, api_key="key-123")
     assert server.received[0].headers["x-api-key"] == "key-123"
     with pytest.raises(EndpointError, match="needs a key"):
-        predict(server.url, image_file(tmp_path), auth="api-key")
+        predict(server.url, image_file(tmp_path), auth=AuthMode.API_KEY)
+
+
+def test_the_first_releases_api_key_spelling_still_works_with_a_warning(
+    server: RecordingServer, tmp_path: Path
+) -> None:
+    with pytest.warns(DeprecationWarning, match="'api-key' is deprecated: use 'api_key'"):
+        predict(server.url, image_file(tmp_path), auth="api-key", api_key="key-123")
+    assert server.received[0].headers[API_KEY_HEADER] == "key-123"
+    with pytest.raises(EndpointError, match="auth must be one of iam, api_key, none, got 'apikey'"):
+        predict(server.url, image_file(tmp_path), auth="apikey")
 
 
 def expected_authorization(server: RecordingServer, request: Received) -> str:
@@ -166,7 +182,7 @@ def test_the_sigv4_signature_is_what_botocore_computes(
         image_file(tmp_path),
         as_json=as_json,
         top_k=3,
-        auth="iam",
+        auth=AuthMode.IAM,
         region="eu-west-1",
         credentials=CREDENTIALS,
     )
@@ -184,6 +200,34 @@ def test_the_sigv4_signature_is_what_botocore_computes(
     assert expected_authorization(server, tampered) != request.headers["authorization"]
 
 
+def test_health_takes_the_same_signed_path_as_predict(
+    server: RecordingServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given fixed credentials and a fixed clock
+    monkeypatch.setattr("botocore.auth.get_current_datetime", lambda: SIGNING_TIME)
+    server.answer = (200, json.dumps({"status": "ok", "model": ANSWER["model"]}).encode())
+    # When the client asks for the health of a signed API
+    answer = health(server.url, auth=AuthMode.IAM, region="eu-west-1", credentials=CREDENTIALS)
+    [request] = server.received
+    # Then it is a GET of /health carrying botocore's signature for it, and the answer is the JSON
+    assert (request.method, request.path, request.body) == ("GET", "/prod/health", b"")
+    assert request.headers["authorization"] == expected_authorization(server, request)
+    assert request.headers["accept"] == "application/json"
+    assert answer == {"status": "ok", "model": ANSWER["model"]}
+
+
+def test_a_failing_health_check_raises_the_servers_code_and_message(server: RecordingServer) -> None:
+    server.answer = (503, b'{"error": {"code": "model_unavailable", "message": "LATEST is missing"}}')
+    with pytest.raises(EndpointError) as raised:
+        health(server.url, auth=AuthMode.API_KEY, api_key="key-123")
+    assert (raised.value.status, raised.value.code, raised.value.detail) == (
+        503,
+        "model_unavailable",
+        "LATEST is missing",
+    )
+    assert server.received[0].headers[API_KEY_HEADER] == "key-123"
+
+
 def test_the_region_comes_from_an_execute_api_url() -> None:
     assert (
         region_from_url("https://abc123.execute-api.ap-southeast-2.amazonaws.com/prod/") == "ap-southeast-2"
@@ -199,7 +243,7 @@ def test_iam_auth_without_credentials_says_so(
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     with pytest.raises(EndpointError, match="needs AWS credentials"):
-        predict(server.url, image_file(tmp_path), auth="iam", region="eu-west-1")
+        predict(server.url, image_file(tmp_path), auth=AuthMode.IAM, region="eu-west-1")
     assert server.received == []
 
 
@@ -254,3 +298,18 @@ def test_the_predict_command_exits_non_zero_with_the_servers_message(
     assert code == 1
     assert captured.err == "error: the endpoint answered 413 payload_too_large: the body is over 6 MB\n"
     assert captured.out == ""
+
+
+def test_model_trainings_predict_alias_runs_the_same_command(
+    server: RecordingServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given the first release's spelling of the command and of the auth mode
+    code = model_training_main(
+        ["predict", server.url, str(image_file(tmp_path)), "--auth", "api-key", "--api-key", "key-123"]
+    )
+    captured = capsys.readouterr()
+    # Then the request goes out with the key, the answer is printed, and a note says what to type now
+    assert code == 0
+    assert captured.out.strip() == format_predictions(ANSWER)
+    assert captured.err == "note: --auth api-key is deprecated, use --auth api_key\n"
+    assert server.received[0].headers[API_KEY_HEADER] == "key-123"

@@ -1,19 +1,18 @@
 """Find the deployed model store (and endpoint) from the inference stack's CloudFormation outputs.
 
-The CDK app (stacks/inference_stack.py) names the outputs; the ones read here:
-
-    ModelStoreUri   s3://<bucket>/<prefix>, where `publish` writes
-    EndpointUrl     the API's base URL
-    ModelName       the model the function serves
+The CDK app (stacks/inference_stack.py) emits the outputs under the names
+lambda_src.contract.StackOutput gives them; `publish --publish-to stack:NAME` reads
+ModelStoreUri here, and the smoke test reads the rest.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from lambda_src.contract import StackOutput
+
 DEFAULT_STACK = "ImageClassifierInference"  # cdk.json stack_prefix "ImageClassifier" + "Inference"
 STACK_SCHEME = "stack:"  # a store argument "stack:NAME" means "the store of deployed stack NAME"
-STORE_OUTPUT = "ModelStoreUri"
 
 
 class StackError(Exception):
@@ -53,13 +52,13 @@ def read_stack_outputs(stack_name: str, *, region: str | None = None, client: An
 def store_from_stack(stack_name: str, *, region: str | None = None, client: Any = None) -> str:
     """The s3:// store URI the deployed stack serves its model from."""
     outputs = read_stack_outputs(stack_name, region=region, client=client)
-    if STORE_OUTPUT not in outputs:
+    if StackOutput.MODEL_STORE_URI not in outputs:
         found = ", ".join(sorted(outputs)) or "none"
         raise StackError(
-            f"stack {stack_name} has no {STORE_OUTPUT} output (outputs: {found}): is it the inference "
-            "stack? Give --store s3://bucket/prefix instead"
+            f"stack {stack_name} has no {StackOutput.MODEL_STORE_URI} output (outputs: {found}): "
+            "is it the inference stack? Give --store s3://bucket/prefix instead"
         )
-    return outputs[STORE_OUTPUT]
+    return outputs[StackOutput.MODEL_STORE_URI]
 
 
 def resolve_store(store: str | None, *, region: str | None = None, client: Any = None) -> str:
