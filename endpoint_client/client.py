@@ -19,7 +19,7 @@ import re
 import urllib.error
 import urllib.request
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -159,15 +159,14 @@ def authorize(
     credentials: Any = None,
 ) -> PreparedRequest:
     """`request` asking for JSON and carrying what `auth` needs: a SigV4 signature, an API key, or nothing."""
-    headers = {**request.headers, "Accept": JSON_MEDIA_TYPE}
+    request = replace(request, headers={**request.headers, "Accept": JSON_MEDIA_TYPE})
     if auth == AuthMode.API_KEY:
         if not api_key:
             raise EndpointError(f"auth {AuthMode.API_KEY} needs a key: give --api-key or set API_KEY")
-        headers[API_KEY_HEADER] = api_key
-    elif auth == AuthMode.IAM:
-        signed = PreparedRequest(request.url, headers, request.body, request.method)
-        headers = sign_sigv4(signed, region=region, credentials=credentials)
-    return PreparedRequest(request.url, headers, request.body, request.method)
+        return replace(request, headers={**request.headers, API_KEY_HEADER: api_key})
+    if auth == AuthMode.IAM:
+        return replace(request, headers=sign_sigv4(request, region=region, credentials=credentials))
+    return request
 
 
 def sign_sigv4(
