@@ -68,7 +68,8 @@ def auth_mode(value: str) -> AuthMode:
     """`value` as an AuthMode (iam, api_key, none); the old `api-key` still works, with a warning."""
     if value in DEPRECATED_AUTH_SPELLINGS:
         mode = DEPRECATED_AUTH_SPELLINGS[value]
-        warnings.warn(f"auth {value!r} is deprecated: use {mode.value!r}", DeprecationWarning, stacklevel=3)
+        # stacklevel 4: the code that called predict() or health(), past the request builder
+        warnings.warn(f"auth {value!r} is deprecated: use {mode.value!r}", DeprecationWarning, stacklevel=4)
         return mode
     try:
         return AuthMode(value)
