@@ -1,7 +1,7 @@
 """Day-two operations: the deployment's metrics, its CloudWatch alarms (optionally e-mailed) and a dashboard.
 
 The handler's own metrics (namespace POWERTOOLS_METRICS_NAMESPACE, one `service` dimension) are
-written by lambda_src/service.py as EMF lines; the names below are the ones it writes.
+written by lambda_src as EMF lines; lambda_src.contract.Metric names them for both sides.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
+from lambda_src.contract import Metric
+
 METRIC_PERIOD = Duration.minutes(1)  # alarms evaluate, and the dashboard plots, per minute
 # Rates and latency alarm when 2 of the last 3 minutes breach: one slow cold start or one failed
 # request in a quiet minute must not page anyone, nor roll a deployment back.
@@ -26,12 +28,6 @@ RATE_EVALUATION_PERIODS = 3
 RATE_DATAPOINTS_TO_ALARM = 2
 DASHBOARD_LOG_BIN = "5m"  # Logs Insights widgets count per 5 minutes
 KEY_DELETION_WINDOW_DAYS = 7  # the alarm topic's key, once the stack is gone (the minimum KMS allows)
-
-# Metrics the handler writes (lambda_src/service.py); each has the single dimension `service`.
-HANDLER_METRIC_LATENCY = "Latency"  # ms, per request, inside the function
-HANDLER_METRIC_MODEL_LOAD_FAILURES = "ModelLoadFailures"  # count, per failed load attempt
-HANDLER_METRIC_MODEL_LOAD_DURATION = "ModelLoadDuration"  # ms, per successful load
-HANDLER_METRIC_SERVER_ERRORS = "ServerErrors"  # count, 1 per request answered with a 5xx
 
 
 class InferenceMetrics:
@@ -85,10 +81,11 @@ class InferenceMetrics:
             "ConcurrentExecutions", statistic="Maximum", period=METRIC_PERIOD, label="concurrent executions"
         )
 
-    def handler_metric(self, name: str, statistic: str, label: str) -> cloudwatch.Metric:
+    def handler_metric(self, name: Metric, statistic: str, label: str) -> cloudwatch.Metric:
+        """A metric the handler writes (EMF), with its single dimension `service`."""
         return cloudwatch.Metric(
             namespace=self.metrics_namespace,
-            metric_name=name,
+            metric_name=name.value,
             dimensions_map={"service": self.service_name},
             statistic=statistic,
             period=METRIC_PERIOD,
@@ -156,7 +153,7 @@ class InferenceAlarms(Construct):
         )
         self.model_load_failures = self._build_count_alarm(
             "ModelLoadFailures",
-            metrics.handler_metric(HANDLER_METRIC_MODEL_LOAD_FAILURES, "Sum", "model load failures"),
+            metrics.handler_metric(Metric.MODEL_LOAD_FAILURES, "Sum", "model load failures"),
             threshold=model_load_failures,
             description=f"{model_load_failures} or more model load attempts failed in a minute "
             "(missing or corrupt artifact, wrong architecture, no access to the bucket)",
@@ -309,7 +306,7 @@ class InferenceDashboard(Construct):
             + [
                 metrics.api_metric("IntegrationLatency", "p99", "integration latency p99"),
                 metrics.alias_metric("Duration", "p99", "function duration p99"),
-                metrics.handler_metric(HANDLER_METRIC_LATENCY, "p99", "handler latency p99"),
+                metrics.handler_metric(Metric.LATENCY, "p99", "handler latency p99"),
             ],
             left_y_axis=cloudwatch.YAxisProps(min=0, label="ms", show_units=False),
             width=12,
@@ -322,7 +319,7 @@ class InferenceDashboard(Construct):
                 metrics.api_metric("4XXError", "Sum", "API 4XX"),
                 metrics.api_metric("5XXError", "Sum", "API 5XX"),
                 metrics.alias_metric("Errors", "Sum", "function errors"),
-                metrics.handler_metric(HANDLER_METRIC_SERVER_ERRORS, "Sum", "handler 5xx answers"),
+                metrics.handler_metric(Metric.SERVER_ERRORS, "Sum", "handler 5xx answers"),
             ],
             width=8,
         )
@@ -370,14 +367,10 @@ class InferenceDashboard(Construct):
         return cloudwatch.GraphWidget(
             title="Model loads",
             left=[
-                metrics.handler_metric(
-                    HANDLER_METRIC_MODEL_LOAD_DURATION, "Average", "load duration avg (ms)"
-                ),
-                metrics.handler_metric(
-                    HANDLER_METRIC_MODEL_LOAD_DURATION, "Maximum", "load duration max (ms)"
-                ),
+                metrics.handler_metric(Metric.MODEL_LOAD_DURATION, "Average", "load duration avg (ms)"),
+                metrics.handler_metric(Metric.MODEL_LOAD_DURATION, "Maximum", "load duration max (ms)"),
             ],
-            right=[metrics.handler_metric(HANDLER_METRIC_MODEL_LOAD_FAILURES, "Sum", "load failures")],
+            right=[metrics.handler_metric(Metric.MODEL_LOAD_FAILURES, "Sum", "load failures")],
             width=12,
         )
 
