@@ -1,9 +1,15 @@
-"""Deployment settings: CDK context (cdk.json, `-c key=value`) parsed into one frozen dataclass.
+"""Deployment settings: each CDK context key declared once, as a field of DeploymentConfig.
 
-app.py collects the raw context values for CONTEXT_KEYS and calls `parse_context`; nothing else
-reads context. Values from cdk.json arrive typed (numbers, booleans, null), values from `-c`
-arrive as strings, so every reader accepts both. Every problem is reported with its key, the
-value given and what is allowed, all at once.
+A field's declaration holds the key's type, default, allowed values (with units) and help
+text; `parse_context` reads every declared key the same way, then applies the rules that
+involve more than one key, and `settings_table` renders the README's table from the same
+declarations. Defaults live here only: cdk.json carries CDK's feature flags, and a key set
+there or with `-c key=value` overrides its default. Values from cdk.json arrive typed
+(numbers, booleans, null), values from `-c` arrive as strings, so every rule accepts both.
+Every problem is reported with its key, the value given and what is allowed, all at once.
+
+app.py is the only caller of `parse_context`; nothing else reads context. Standard library
+only (plus lambda_src's names): the constructs map the choices below onto CDK's own enums.
 """
 
 from __future__ import annotations
@@ -12,32 +18,57 @@ import difflib
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
-from typing import Any, TypeVar
+from dataclasses import Field, dataclass, field, fields
+from enum import StrEnum
+from typing import Any
 
 from lambda_src.artifact import LATEST, check_name
-from lambda_src.settings import MAX_BATCH_SIZE_LIMIT
+from lambda_src.contract import (
+    DEFAULT_MAX_BATCH_SIZE,
+    DEFAULT_METRICS_NAMESPACE,
+    MAX_BATCH_SIZE_LIMIT,
+    AuthMode,
+)
 
 # API Gateway REST gives up on an integration after 29 s; the function must finish first,
 # or callers get a 504 while the function keeps running (and billing).
 API_INTEGRATION_TIMEOUT_S = 29
 
-ARCHITECTURES = ("x86_64", "arm64")
-AUTH_MODES = ("iam", "api_key", "none")
-REMOVAL_POLICIES = ("retain", "destroy")
-EXECUTION_LOG_LEVELS = ("error", "info")
-# How CodeDeploy shifts the live alias to a new function version (aws_codedeploy.LambdaDeploymentConfig).
-DEPLOYMENT_PREFERENCES = (
-    "all_at_once",
-    "canary_10percent_5minutes",
-    "canary_10percent_10minutes",
-    "canary_10percent_15minutes",
-    "canary_10percent_30minutes",
-    "linear_10percent_every_1minute",
-    "linear_10percent_every_2minutes",
-    "linear_10percent_every_3minutes",
-    "linear_10percent_every_10minutes",
-)
+
+class Architecture(StrEnum):
+    """The function's instruction set. Member names are aws_lambda.Architecture's."""
+
+    X86_64 = "x86_64"
+    ARM_64 = "arm64"
+
+
+class BucketRemovalPolicy(StrEnum):
+    """What deleting the stack does to the buckets. Member names are aws_cdk.RemovalPolicy's."""
+
+    RETAIN = "retain"
+    DESTROY = "destroy"
+
+
+class ExecutionLogLevel(StrEnum):
+    """API Gateway execution logging. Member names are aws_apigateway.MethodLoggingLevel's."""
+
+    ERROR = "error"
+    INFO = "info"
+
+
+class DeploymentPreference(StrEnum):
+    """How CodeDeploy shifts the live alias. Member names are aws_codedeploy.LambdaDeploymentConfig's."""
+
+    ALL_AT_ONCE = "all_at_once"
+    CANARY_10_PERCENT_5_MINUTES = "canary_10percent_5minutes"
+    CANARY_10_PERCENT_10_MINUTES = "canary_10percent_10minutes"
+    CANARY_10_PERCENT_15_MINUTES = "canary_10percent_15minutes"
+    CANARY_10_PERCENT_30_MINUTES = "canary_10percent_30minutes"
+    LINEAR_10_PERCENT_EVERY_1_MINUTE = "linear_10percent_every_1minute"
+    LINEAR_10_PERCENT_EVERY_2_MINUTES = "linear_10percent_every_2minutes"
+    LINEAR_10_PERCENT_EVERY_3_MINUTES = "linear_10percent_every_3minutes"
+    LINEAR_10_PERCENT_EVERY_10_MINUTES = "linear_10percent_every_10minutes"
+
 
 # CloudWatch Logs accepts only these retention periods (days -> aws_logs.RetentionDays member).
 LOG_RETENTION_DAYS = {
@@ -70,8 +101,7 @@ _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 _METRICS_NAMESPACE = re.compile(r"^[A-Za-z0-9._/#:-][A-Za-z0-9 ._/#:-]{0,254}$")
 _EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
 _NONE_WORDS = {"", "none", "null"}
-
-T = TypeVar("T")
+_NAME_CHARACTERS = "1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
 
 
 class ConfigError(ValueError):
@@ -79,206 +109,395 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
-class DeploymentConfig:
-    """Everything the stacks need to know about one deployment. Field names are the context keys."""
+class Rule:
+    """How one key's value is read: `parse` raises ValueError for a value outside `allowed`."""
 
-    stack_prefix: str
-    model_name: str
-    model_version: str
-    model_prefix: str
-    architecture: str
-    memory_size_mb: int
-    timeout_seconds: int
-    ephemeral_storage_mb: int
-    max_batch_size: int
-    reserved_concurrency: int | None
-    provisioned_concurrency: int
-    provisioned_concurrency_max: int
-    auth_mode: str
-    throttle_rate_limit: float
-    throttle_burst_limit: int
-    api_key_quota_per_day: int
-    cors_allow_origin: str | None
-    log_retention_days: int
-    execution_log_level: str
-    api_gateway_cloudwatch_role: bool
-    metrics_namespace: str
-    bucket_removal_policy: str
-    noncurrent_version_expiration_days: int
-    deployment_preference: str
-    alarm_5xx_rate_percent: float
-    alarm_p99_latency_ms: int
-    alarm_function_errors: int
-    alarm_throttles: int
-    alarm_model_load_failures: int
-    alarm_email: str | None
-
-
-CONTEXT_KEYS: tuple[str, ...] = tuple(field.name for field in fields(DeploymentConfig))
-
-
-class _Invalid(Exception):
-    """A single value failed; carries the human description of what is allowed."""
-
-    def __init__(self, allowed: str) -> None:
-        super().__init__(allowed)
-        self.allowed = allowed
-
-
-def _shown(value: object) -> str:
-    return json.dumps(value) if not isinstance(value, str) else repr(value)
-
-
-def _whole_number(value: object, low: int, high: int, unit: str) -> int:
-    allowed = f"a whole number from {low} to {high}{unit}"
-    if isinstance(value, bool):
-        raise _Invalid(allowed)
-    if isinstance(value, int):
-        number = value
-    elif isinstance(value, str) and re.fullmatch(r"-?[0-9]+", value.strip()):
-        number = int(value.strip())
-    else:
-        raise _Invalid(allowed)
-    if not low <= number <= high:
-        raise _Invalid(allowed)
-    return number
-
-
-def _positive_number(value: object, high: float, unit: str) -> float:
-    allowed = f"a number above 0 and at most {high:g}{unit}"
-    if isinstance(value, bool):
-        raise _Invalid(allowed)
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise _Invalid(allowed) from None
-    if not 0 < number <= high:
-        raise _Invalid(allowed)
-    return number
-
-
-def _choice(value: object, choices: tuple[str, ...]) -> str:
-    if isinstance(value, str) and value.strip().lower() in choices:
-        return value.strip().lower()
-    raise _Invalid("one of " + ", ".join(choices))
-
-
-def _boolean(value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in {"true", "false"}:
-        return value.strip().lower() == "true"
-    raise _Invalid("true or false")
+    allowed: str  # what is allowed, with units: shown in error messages and the README
+    parse: Callable[[Any], Any]
 
 
 def _is_none(value: object) -> bool:
     return value is None or (isinstance(value, str) and value.strip().lower() in _NONE_WORDS)
 
 
-def _name(value: object, kind: str) -> str:
+def _to_whole_number(value: object, low: int, high: int) -> int:
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, str) and re.fullmatch(r"-?[0-9]+", value.strip()):
+        value = int(value.strip())
+    if not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(value)
+    return value
+
+
+def whole_number(low: int, high: int, unit: str = "") -> Rule:
+    return Rule(
+        f"a whole number from {low} to {high}{unit}", lambda value: _to_whole_number(value, low, high)
+    )
+
+
+def _to_positive_number(value: object, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(value)
+    number = float(value)
+    if not 0 < number <= high:
+        raise ValueError(value)
+    return number
+
+
+def positive_number(high: float, unit: str) -> Rule:
+    return Rule(
+        f"a number above 0 and at most {high:g}{unit}", lambda value: _to_positive_number(value, high)
+    )
+
+
+def one_of(choices: type[StrEnum]) -> Rule:
+    """Case-insensitive choice among the enum's values; parses to the enum member."""
+
+    def parse(value: object) -> StrEnum:
+        if not isinstance(value, str):
+            raise ValueError(value)
+        return choices(value.strip().lower())
+
+    return Rule("one of " + ", ".join(choices), parse)
+
+
+def _to_boolean(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in {"true", "false"}:
+        return value.strip().lower() == "true"
+    raise ValueError(value)
+
+
+def optional(allowed: str, parse: Callable[[Any], Any]) -> Rule:
+    """`parse`, or None for an empty value ("", none, null), which means "off"."""
+    return Rule(allowed, lambda value: None if _is_none(value) else parse(value))
+
+
+def matching(pattern: re.Pattern[str], allowed: str) -> Rule:
+    def parse(value: object) -> str:
+        if not isinstance(value, str) or not pattern.match(value.strip()):
+            raise ValueError(value)
+        return value.strip()
+
+    return Rule(allowed, parse)
+
+
+def _to_name(value: object, kind: str) -> str:
     if not isinstance(value, str):
-        raise _Invalid(f"a {kind}: 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit")
-    try:
-        return check_name(kind, value.strip())
-    except ValueError:
-        raise _Invalid(
-            f"a {kind}: 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
-        ) from None
+        raise ValueError(value)
+    return check_name(kind, value.strip())
 
 
-def _model_version(value: object) -> str:
+def _to_model_version(value: object) -> str:
     if isinstance(value, str) and value.strip().lower() == LATEST:
         return LATEST
-    try:
-        return _name(value, "version")
-    except _Invalid:
-        raise _Invalid(f"{LATEST!r} or a published version name (letters, digits, '.', '_' or '-')") from None
+    return _to_name(value, "version")
 
 
-def _model_prefix(value: object) -> str:
-    allowed = "one or more names separated by '/' (letters, digits, '.', '_' or '-'), e.g. 'models'"
+def _to_model_prefix(value: object) -> str:
     if not isinstance(value, str) or not value.strip("/ "):
-        raise _Invalid(allowed)
-    parts = value.strip("/ ").split("/")
-    try:
-        return "/".join(check_name("prefix part", part) for part in parts)
-    except ValueError:
-        raise _Invalid(allowed) from None
+        raise ValueError(value)
+    return "/".join(check_name("prefix part", part) for part in value.strip("/ ").split("/"))
 
 
-def _stack_prefix(value: object) -> str:
-    if isinstance(value, str) and _STACK_PREFIX.match(value.strip()):
-        return value.strip()
-    raise _Invalid("1-64 letters, digits or '-', starting with a letter (CloudFormation stack name rules)")
-
-
-def _origin(value: object) -> str | None:
-    if _is_none(value):
-        return None
-    if isinstance(value, str) and (value.strip() == "*" or _ORIGIN.match(value.strip())):
-        return value.strip()
-    raise _Invalid("empty (CORS off), '*', or one origin such as 'https://app.example.com' (no path)")
-
-
-def _metrics_namespace(value: object) -> str:
-    allowed = "1-255 letters, digits, spaces or . - _ / # :, not starting with 'AWS/'"
+def _to_metrics_namespace(value: object) -> str:
+    # Not stripped: spaces are part of a CloudWatch namespace.
     if isinstance(value, str) and _METRICS_NAMESPACE.match(value) and not value.startswith("AWS/"):
         return value
-    raise _Invalid(allowed)
+    raise ValueError(value)
 
 
-def _log_retention(value: object) -> int:
-    allowed = "one of " + ", ".join(str(days) for days in LOG_RETENTION_DAYS) + " (days)"
-    try:
-        days = _whole_number(value, 1, max(LOG_RETENTION_DAYS), "")
-    except _Invalid:
-        raise _Invalid(allowed) from None
+def _to_log_retention(value: object) -> int:
+    days = _to_whole_number(value, 1, max(LOG_RETENTION_DAYS))
     if days not in LOG_RETENTION_DAYS:
-        raise _Invalid(allowed)
+        raise ValueError(value)
     return days
 
 
-def _email(value: object) -> str | None:
-    if _is_none(value):
-        return None
+def _to_cors_origin(value: object) -> str:
+    if isinstance(value, str) and (value.strip() == "*" or _ORIGIN.match(value.strip())):
+        return value.strip()
+    raise ValueError(value)
+
+
+def _to_email(value: object) -> str:
     if isinstance(value, str) and len(value.strip()) <= 254 and _EMAIL.match(value.strip()):
         return value.strip()
-    raise _Invalid("empty (no notifications) or one e-mail address such as 'ops@example.com'")
+    raise ValueError(value)
 
 
-def _optional_concurrency(value: object) -> int | None:
-    if _is_none(value):
-        return None
+def about(rule: Rule, help: str) -> dict[str, object]:
+    """A context key's declaration besides its type and default: the rule for its value, what it sets.
+
+    A key whose default is None is optional: None (empty) is one of its values and means "off".
+    """
+    return {"rule": rule, "help": help}
+
+
+# --- the declaration: one field per context key ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeploymentConfig:
+    """Everything the stacks need to know about one deployment. Field names are the context keys."""
+
+    stack_prefix: str = field(
+        default="ImageClassifier",
+        metadata=about(
+            matching(
+                _STACK_PREFIX,
+                "1-64 letters, digits or '-', starting with a letter (CloudFormation stack name rules)",
+            ),
+            "stack names `<prefix>ModelStore`, `<prefix>Inference` (one prefix per environment)",
+        ),
+    )
+    model_name: str = field(
+        default="demo-shapes",
+        metadata=about(
+            Rule(f"a model name: {_NAME_CHARACTERS}", lambda value: _to_name(value, "model name")),
+            "the model the function serves (`MODEL_NAME`)",
+        ),
+    )
+    model_version: str = field(
+        default=LATEST,
+        metadata=about(
+            Rule(
+                f"{LATEST!r} or a published version name (letters, digits, '.', '_' or '-')",
+                _to_model_version,
+            ),
+            "`latest` follows the `LATEST` pointer; a pinned version is part of the function version",
+        ),
+    )
+    model_prefix: str = field(
+        default="models",
+        metadata=about(
+            Rule(
+                "one or more names separated by '/' (letters, digits, '.', '_' or '-'), e.g. 'models'",
+                _to_model_prefix,
+            ),
+            "key prefix of the model store in the bucket (`MODEL_STORE=s3://bucket/<prefix>`)",
+        ),
+    )
+    architecture: Architecture = field(
+        default=Architecture.X86_64,
+        metadata=about(one_of(Architecture), "Lambda architecture and the image's build platform"),
+    )
+    # torch + torchvision alone need several hundred MB; below 1 GB the function dies at init.
+    memory_size_mb: int = field(
+        default=3008,
+        metadata=about(
+            whole_number(1024, 10240, " (MB)"), "function memory; CPU grows with it (1769 MB = 1 vCPU)"
+        ),
+    )
+    timeout_seconds: int = field(
+        default=20,
+        metadata=about(
+            whole_number(
+                1,
+                API_INTEGRATION_TIMEOUT_S - 1,
+                f" (seconds; must stay below API Gateway's {API_INTEGRATION_TIMEOUT_S} s "
+                "integration timeout)",
+            ),
+            "function timeout",
+        ),
+    )
+    ephemeral_storage_mb: int = field(
+        default=512, metadata=about(whole_number(512, 10240, " (MB)"), "`/tmp` size")
+    )
+    max_batch_size: int = field(
+        default=DEFAULT_MAX_BATCH_SIZE,
+        metadata=about(
+            whole_number(1, MAX_BATCH_SIZE_LIMIT, " (images)"),
+            'images per `{"images": [...]}` request (API schema and `MAX_BATCH_SIZE`)',
+        ),
+    )
+    reserved_concurrency: int | None = field(
+        default=None,
+        metadata=about(
+            optional(
+                "empty/null (no reservation) or a whole number from 1 to 10000",
+                whole_number(1, 10000).parse,
+            ),
+            "reserved concurrent executions (a hard cap); `null` reserves none",
+        ),
+    )
+    provisioned_concurrency: int = field(
+        default=0,
+        metadata=about(
+            whole_number(0, 10000, " (0 = none)"),
+            "warm environments on the `live` alias (no cold starts, billed while idle); "
+            "at most `reserved_concurrency`",
+        ),
+    )
+    provisioned_concurrency_max: int = field(
+        default=0,
+        metadata=about(
+            whole_number(0, 10000, " (0 = no autoscaling)"),
+            "autoscaling range `provisioned_concurrency`..max for the `live` alias's provisioned concurrency "
+            "(target: 70% utilization); if not 0, above `provisioned_concurrency` (then at least 1) and "
+            "at most `reserved_concurrency`",
+        ),
+    )
+    auth_mode: AuthMode = field(
+        default=AuthMode.IAM,
+        metadata=about(
+            one_of(AuthMode), "SigV4 auth; API key with a usage plan; or an open endpoint (only when asked)"
+        ),
+    )
+    throttle_rate_limit: float = field(
+        default=10.0,
+        metadata=about(
+            positive_number(10000, " (requests per second)"), "stage (and usage plan) steady rate"
+        ),
+    )
+    throttle_burst_limit: int = field(
+        default=20, metadata=about(whole_number(1, 5000, " (requests)"), "stage (and usage plan) burst")
+    )
+    api_key_quota_per_day: int = field(
+        default=10000,
+        metadata=about(
+            whole_number(1, 100_000_000, " (requests per day)"),
+            "daily request quota of the usage plan (`api_key` mode)",
+        ),
+    )
+    cors_allow_origin: str | None = field(
+        default=None,
+        metadata=about(
+            optional(
+                "empty (CORS off), '*', or one origin such as 'https://app.example.com' (no path)",
+                _to_cors_origin,
+            ),
+            "CORS preflight, `Access-Control-Allow-Origin` on API Gateway's errors, `CORS_ALLOW_ORIGIN` "
+            "for the function's responses",
+        ),
+    )
+    log_retention_days: int = field(
+        default=30,
+        metadata=about(
+            Rule(
+                "one of " + ", ".join(str(days) for days in LOG_RETENTION_DAYS) + " (days)", _to_log_retention
+            ),
+            "function and API access log groups (CloudWatch accepts only these periods)",
+        ),
+    )
+    execution_log_level: ExecutionLogLevel = field(
+        default=ExecutionLogLevel.ERROR,
+        metadata=about(
+            one_of(ExecutionLogLevel), "API Gateway execution logs (request bodies are never logged)"
+        ),
+    )
+    api_gateway_cloudwatch_role: bool = field(
+        default=True,
+        metadata=about(
+            Rule("true or false", _to_boolean),
+            "create API Gateway's account-wide logging role; `false` if your account already sets it",
+        ),
+    )
+    metrics_namespace: str = field(
+        default=DEFAULT_METRICS_NAMESPACE,
+        metadata=about(
+            Rule(
+                "1-255 letters, digits, spaces or . - _ / # :, not starting with 'AWS/'",
+                _to_metrics_namespace,
+            ),
+            "`POWERTOOLS_METRICS_NAMESPACE` for the handler's metrics",
+        ),
+    )
+    bucket_removal_policy: BucketRemovalPolicy = field(
+        default=BucketRemovalPolicy.RETAIN,
+        metadata=about(one_of(BucketRemovalPolicy), "what deleting the stack does to the model bucket"),
+    )
+    noncurrent_version_expiration_days: int = field(
+        default=30,
+        metadata=about(
+            whole_number(1, 3650, " (days)"), "how long overwritten or deleted object versions are kept"
+        ),
+    )
+    deployment_preference: DeploymentPreference = field(
+        default=DeploymentPreference.CANARY_10_PERCENT_5_MINUTES,
+        metadata=about(
+            one_of(DeploymentPreference),
+            "how CodeDeploy shifts the `live` alias to a new function version; it rolls back when a "
+            "rollback alarm fires (see Operations)",
+        ),
+    )
+    alarm_5xx_rate_percent: float = field(
+        default=1.0,
+        metadata=about(
+            positive_number(100, " (percent of requests)"),
+            "API 5XX alarm: share of requests answered 5XX, in 2 of 3 minutes",
+        ),
+    )
+    # API Gateway answers 504 after 29 s, so a higher threshold could never be crossed.
+    alarm_p99_latency_ms: int = field(
+        default=5000,
+        metadata=about(
+            whole_number(10, API_INTEGRATION_TIMEOUT_S * 1000, " (milliseconds)"),
+            "API p99 latency alarm, in 2 of 3 minutes",
+        ),
+    )
+    alarm_function_errors: int = field(
+        default=1,
+        metadata=about(
+            whole_number(1, 100_000, " (errors per minute)"),
+            "failed invocations of the `live` alias (crash, timeout, out of memory)",
+        ),
+    )
+    alarm_throttles: int = field(
+        default=1,
+        metadata=about(
+            whole_number(1, 100_000, " (throttles per minute)"),
+            "throttled invocations (notifies only: a rollback would not help)",
+        ),
+    )
+    alarm_model_load_failures: int = field(
+        default=1,
+        metadata=about(
+            whole_number(1, 10_000, " (failures per minute)"),
+            "failed model loads (the handler's `ModelLoadFailures` metric)",
+        ),
+    )
+    alarm_email: str | None = field(
+        default=None,
+        metadata=about(
+            optional("empty (no notifications) or one e-mail address such as 'ops@example.com'", _to_email),
+            "an SNS topic (KMS-encrypted, TLS only) e-mails every alarm and recovery to it; confirm the "
+            "subscription mail",
+        ),
+    )
+
+
+SETTINGS: tuple[Field[Any], ...] = fields(DeploymentConfig)
+CONTEXT_KEYS: tuple[str, ...] = tuple(item.name for item in SETTINGS)
+
+
+def _rule(item: Field[Any]) -> Rule:
+    rule: Rule = item.metadata["rule"]
+    return rule
+
+
+def _shown(value: object) -> str:
+    return json.dumps(value) if not isinstance(value, str) else repr(value)
+
+
+def _read(item: Field[Any], context: Mapping[str, object]) -> Any:
+    """One key's value: its default when absent, else parsed; raises ConfigError with the message."""
+    key = item.name
+    if key not in context:
+        return item.default
+    value = context[key]
+    if value is None and item.default is not None:
+        raise ConfigError(
+            f"context key {key!r} is not set: give it a value in cdk.json or pass -c {key}=<value>"
+        )
     try:
-        return _whole_number(value, 1, 10000, "")
-    except _Invalid:
-        raise _Invalid("empty/null (no reservation) or a whole number from 1 to 10000") from None
-
-
-class _ContextReader:
-    """Reads one key at a time and collects every problem instead of stopping at the first."""
-
-    def __init__(self, values: Mapping[str, object]) -> None:
-        self._values = values
-        self.problems: list[str] = []
-
-    def read(self, key: str, parse: Callable[[Any], T], *, optional: bool = False) -> T:
-        value = self._values.get(key)
-        if value is None and not optional:
-            self.problems.append(
-                f"context key {key!r} is not set: add it to cdk.json or pass -c {key}=<value>"
-            )
-            return None  # type: ignore[return-value]
-        try:
-            return parse(value)
-        except _Invalid as invalid:
-            self.problems.append(
-                f"context key {key!r} has invalid value {_shown(value)}: allowed is {invalid.allowed}"
-            )
-            return None  # type: ignore[return-value]
-
-    def add_problem(self, message: str) -> None:
-        self.problems.append(message)
+        return _rule(item).parse(value)
+    except ValueError:
+        raise ConfigError(
+            f"context key {key!r} has invalid value {_shown(value)}: allowed is {_rule(item).allowed}"
+        ) from None
 
 
 def parse_context(context: Mapping[str, object]) -> DeploymentConfig:
@@ -287,126 +506,52 @@ def parse_context(context: Mapping[str, object]) -> DeploymentConfig:
     `context` may hold other keys too (CDK's feature flags); a key close to one of ours is
     reported as a likely typo, since CDK would silently ignore it.
     """
-    read = _ContextReader(context)
-    for message in _misspelled_keys(context):
-        read.add_problem(message)
-    settings: dict[str, Any] = {
-        "stack_prefix": read.read("stack_prefix", _stack_prefix),
-        "model_name": read.read("model_name", lambda value: _name(value, "model name")),
-        "model_version": read.read("model_version", _model_version),
-        "model_prefix": read.read("model_prefix", _model_prefix),
-        "architecture": read.read("architecture", lambda value: _choice(value, ARCHITECTURES)),
-        "memory_size_mb": read.read(
-            # torch + torchvision alone need several hundred MB; below 1 GB the function dies at init.
-            "memory_size_mb",
-            lambda value: _whole_number(value, 1024, 10240, " (MB)"),
-        ),
-        "timeout_seconds": read.read(
-            "timeout_seconds",
-            lambda value: _whole_number(
-                value,
-                1,
-                API_INTEGRATION_TIMEOUT_S - 1,
-                f" (seconds; must stay below API Gateway's {API_INTEGRATION_TIMEOUT_S} s "
-                "integration timeout)",
-            ),
-        ),
-        "ephemeral_storage_mb": read.read(
-            "ephemeral_storage_mb", lambda value: _whole_number(value, 512, 10240, " (MB)")
-        ),
-        "max_batch_size": read.read(
-            "max_batch_size", lambda value: _whole_number(value, 1, MAX_BATCH_SIZE_LIMIT, " (images)")
-        ),
-        "reserved_concurrency": read.read("reserved_concurrency", _optional_concurrency, optional=True),
-        "provisioned_concurrency": read.read(
-            "provisioned_concurrency", lambda value: _whole_number(value, 0, 10000, " (0 = none)")
-        ),
-        "provisioned_concurrency_max": read.read(
-            "provisioned_concurrency_max",
-            lambda value: _whole_number(value, 0, 10000, " (0 = no autoscaling)"),
-        ),
-        "auth_mode": read.read("auth_mode", lambda value: _choice(value, AUTH_MODES)),
-        "throttle_rate_limit": read.read(
-            "throttle_rate_limit", lambda value: _positive_number(value, 10000, " (requests per second)")
-        ),
-        "throttle_burst_limit": read.read(
-            "throttle_burst_limit", lambda value: _whole_number(value, 1, 5000, " (requests)")
-        ),
-        "api_key_quota_per_day": read.read(
-            "api_key_quota_per_day", lambda value: _whole_number(value, 1, 100_000_000, " (requests per day)")
-        ),
-        "cors_allow_origin": read.read("cors_allow_origin", _origin, optional=True),
-        "log_retention_days": read.read("log_retention_days", _log_retention),
-        "execution_log_level": read.read(
-            "execution_log_level", lambda value: _choice(value, EXECUTION_LOG_LEVELS)
-        ),
-        "api_gateway_cloudwatch_role": read.read("api_gateway_cloudwatch_role", _boolean),
-        "metrics_namespace": read.read("metrics_namespace", _metrics_namespace),
-        "bucket_removal_policy": read.read(
-            "bucket_removal_policy", lambda value: _choice(value, REMOVAL_POLICIES)
-        ),
-        "noncurrent_version_expiration_days": read.read(
-            "noncurrent_version_expiration_days", lambda value: _whole_number(value, 1, 3650, " (days)")
-        ),
-        "deployment_preference": read.read(
-            "deployment_preference", lambda value: _choice(value, DEPLOYMENT_PREFERENCES)
-        ),
-        "alarm_5xx_rate_percent": read.read(
-            "alarm_5xx_rate_percent", lambda value: _positive_number(value, 100, " (percent of requests)")
-        ),
-        "alarm_p99_latency_ms": read.read(
-            # API Gateway answers 504 after 29 s, so a higher threshold could never be crossed.
-            "alarm_p99_latency_ms",
-            lambda value: _whole_number(value, 10, API_INTEGRATION_TIMEOUT_S * 1000, " (milliseconds)"),
-        ),
-        "alarm_function_errors": read.read(
-            "alarm_function_errors", lambda value: _whole_number(value, 1, 100_000, " (errors per minute)")
-        ),
-        "alarm_throttles": read.read(
-            "alarm_throttles", lambda value: _whole_number(value, 1, 100_000, " (throttles per minute)")
-        ),
-        "alarm_model_load_failures": read.read(
-            "alarm_model_load_failures",
-            lambda value: _whole_number(value, 1, 10_000, " (failures per minute)"),
-        ),
-        "alarm_email": read.read("alarm_email", _email, optional=True),
-    }
-    _check_combinations(settings, read)
-    if read.problems:
-        raise ConfigError("\n".join(read.problems))
+    problems = _misspelled_keys(context)
+    settings: dict[str, Any] = {}
+    for item in SETTINGS:
+        try:
+            settings[item.name] = _read(item, context)
+        except ConfigError as error:
+            problems.append(str(error))
+            settings[item.name] = None
+    problems += _combination_problems(settings)
+    if problems:
+        raise ConfigError("\n".join(problems))
     return DeploymentConfig(**settings)
 
 
-def _check_combinations(settings: Mapping[str, Any], read: _ContextReader) -> None:
-    """Rules that involve more than one key."""
+def _combination_problems(settings: Mapping[str, Any]) -> list[str]:
+    """Rules that involve more than one key (a key whose own value was invalid is None here)."""
     reserved = settings["reserved_concurrency"]
     provisioned = settings["provisioned_concurrency"]
+    problems = []
     if reserved is not None and provisioned is not None and provisioned > reserved:
-        read.add_problem(
+        problems.append(
             f"context key 'provisioned_concurrency' has invalid value {provisioned}: allowed is at most "
             f"reserved_concurrency ({reserved}), since provisioned environments count against the reservation"
         )
-    _check_autoscaling_range(settings, read)
+    return problems + _autoscaling_range_problems(settings)
 
 
-def _check_autoscaling_range(settings: Mapping[str, Any], read: _ContextReader) -> None:
+def _autoscaling_range_problems(settings: Mapping[str, Any]) -> list[str]:
     """provisioned_concurrency .. provisioned_concurrency_max is the autoscaling range (0 = none)."""
     reserved = settings["reserved_concurrency"]
     provisioned = settings["provisioned_concurrency"]
     maximum = settings["provisioned_concurrency_max"]
     if not maximum or provisioned is None:
-        return
+        return []
     prefix = f"context key 'provisioned_concurrency_max' has invalid value {maximum}: allowed is"
     if provisioned < 1 or maximum <= provisioned:
-        read.add_problem(
+        return [
             f"{prefix} 0 (no autoscaling) or above provisioned_concurrency ({provisioned}), which is the "
             "low end of the autoscaling range and must then be at least 1"
-        )
-    elif reserved is not None and maximum > reserved:
-        read.add_problem(
+        ]
+    if reserved is not None and maximum > reserved:
+        return [
             f"{prefix} at most reserved_concurrency ({reserved}), since provisioned environments count "
             "against the reservation"
-        )
+        ]
+    return []
 
 
 def _misspelled_keys(context: Mapping[str, object]) -> list[str]:
@@ -419,3 +564,20 @@ def _misspelled_keys(context: Mapping[str, object]) -> list[str]:
         if matches:
             messages.append(f"unknown context key {key!r}: did you mean {matches[0]!r}?")
     return messages
+
+
+def _markdown_default(value: object) -> str:
+    if isinstance(value, float):
+        return f"`{value:g}`"
+    return f"`{value}`" if isinstance(value, str) else f"`{json.dumps(value)}`"
+
+
+def settings_table() -> str:
+    """The README's settings table: every key, its default, what is allowed and what it sets."""
+    rows = ["| key | default | allowed | what it sets |", "| --- | --- | --- | --- |"]
+    for item in SETTINGS:
+        rows.append(
+            f"| `{item.name}` | {_markdown_default(item.default)} | {_rule(item).allowed} "
+            f"| {item.metadata['help']} |"
+        )
+    return "\n".join(rows) + "\n"

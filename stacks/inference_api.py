@@ -10,18 +10,10 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from lambda_src.contract import HEALTH_PATH, IMAGE_MEDIA_TYPES, JSON_MEDIA_TYPE, PREDICT_PATH, AuthMode
+from stacks.config import ExecutionLogLevel
+
 STAGE_NAME = "v1"
-# Raw image bodies: API Gateway base64-encodes exactly these for the function. JSON stays text.
-BINARY_MEDIA_TYPES = ["image/jpeg", "image/png", "image/webp"]
-AUTHORIZATION_TYPES = {
-    "iam": apigateway.AuthorizationType.IAM,
-    "api_key": apigateway.AuthorizationType.NONE,
-    "none": apigateway.AuthorizationType.NONE,
-}
-EXECUTION_LOG_LEVELS = {
-    "error": apigateway.MethodLoggingLevel.ERROR,
-    "info": apigateway.MethodLoggingLevel.INFO,
-}
 # API Gateway's own errors (no route, denied, throttled, invalid body) in the API's error format.
 ERROR_RESPONSE_TEMPLATE = (
     '{"error": {"code": "$context.error.responseType", "message": $context.error.messageString}}'
@@ -42,14 +34,14 @@ class InferenceApi(Construct):
         construct_id: str,
         *,
         handler: lambda_.IFunction,
-        auth_mode: str,
+        auth_mode: AuthMode,
         max_batch_size: int,
         throttle_rate_limit: float,
         throttle_burst_limit: int,
         api_key_quota_per_day: int,
         cors_allow_origin: str | None,
         log_retention: logs.RetentionDays,
-        execution_log_level: str,
+        execution_log_level: ExecutionLogLevel,
         create_cloudwatch_role: bool,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -70,21 +62,23 @@ class InferenceApi(Construct):
         self._build_error_responses(cors_allow_origin)
         integration = apigateway.LambdaIntegration(handler, allow_test_invoke=False)
         self.predict_method = self._build_predict_method(integration, max_batch_size)
-        self.health_method = self.rest_api.root.add_resource("health").add_method("GET", integration)
+        self.health_method = self.rest_api.root.add_resource(HEALTH_PATH.lstrip("/")).add_method(
+            "GET", integration
+        )
         self.api_key: apigateway.IApiKey | None = None
         self.usage_plan: apigateway.UsagePlan | None = None
-        if auth_mode == "api_key":
+        if auth_mode == AuthMode.API_KEY:
             self._build_usage_plan(throttle_rate_limit, throttle_burst_limit, api_key_quota_per_day)
         self._acknowledge_findings(create_cloudwatch_role)
 
     def _build_rest_api(
         self,
         *,
-        auth_mode: str,
+        auth_mode: AuthMode,
         throttle_rate_limit: float,
         throttle_burst_limit: int,
         cors_allow_origin: str | None,
-        execution_log_level: str,
+        execution_log_level: ExecutionLogLevel,
         create_cloudwatch_role: bool,
     ) -> apigateway.RestApi:
         return apigateway.RestApi(
@@ -93,20 +87,26 @@ class InferenceApi(Construct):
             rest_api_name=f"{Stack.of(self).stack_name}-api",
             description="PyTorch image classifier: POST /predict, GET /health",
             endpoint_types=[apigateway.EndpointType.REGIONAL],
-            binary_media_types=BINARY_MEDIA_TYPES,
+            # Raw image bodies: API Gateway base64-encodes exactly these for the function; JSON stays text.
+            binary_media_types=list(IMAGE_MEDIA_TYPES),
             # API Gateway writes execution and access logs through one account-wide role; an
             # account that already has it set can turn this off.
             cloud_watch_role=create_cloudwatch_role,
             default_method_options=apigateway.MethodOptions(
-                authorization_type=AUTHORIZATION_TYPES[auth_mode],
-                api_key_required=auth_mode == "api_key",
+                # API keys are not an authorization type: the key is required on top of none.
+                authorization_type=(
+                    apigateway.AuthorizationType.IAM
+                    if auth_mode == AuthMode.IAM
+                    else apigateway.AuthorizationType.NONE
+                ),
+                api_key_required=auth_mode == AuthMode.API_KEY,
             ),
             default_cors_preflight_options=_cors_options(cors_allow_origin),
             deploy_options=apigateway.StageOptions(
                 stage_name=STAGE_NAME,
                 throttling_rate_limit=throttle_rate_limit,
                 throttling_burst_limit=throttle_burst_limit,
-                logging_level=EXECUTION_LOG_LEVELS[execution_log_level],
+                logging_level=apigateway.MethodLoggingLevel[execution_log_level.name],
                 # Request bodies are images (and maybe personal data): never copy them into logs.
                 data_trace_enabled=False,
                 metrics_enabled=True,
@@ -126,7 +126,7 @@ class InferenceApi(Construct):
                 construct_id,
                 type=response_type,
                 response_headers=headers,
-                templates={"application/json": ERROR_RESPONSE_TEMPLATE},
+                templates={JSON_MEDIA_TYPE: ERROR_RESPONSE_TEMPLATE},
             )
 
     def _build_predict_method(
@@ -137,16 +137,16 @@ class InferenceApi(Construct):
         )
         request_model = self.rest_api.add_model(
             "PredictRequest",
-            content_type="application/json",
+            content_type=JSON_MEDIA_TYPE,
             model_name="PredictRequest",
             description="One base64 image, or a batch of them",
             schema=_predict_request_schema(max_batch_size),
         )
-        return self.rest_api.root.add_resource("predict").add_method(
+        return self.rest_api.root.add_resource(PREDICT_PATH.lstrip("/")).add_method(
             "POST",
             integration,
             request_validator=validator,
-            request_models={"application/json": request_model},
+            request_models={JSON_MEDIA_TYPE: request_model},
             request_parameters={"method.request.querystring.top_k": False},
         )
 
@@ -196,10 +196,10 @@ class InferenceApi(Construct):
         if method.http_method == "OPTIONS":
             reason = "CORS preflight requests carry no credentials by design (Fetch standard)."
             acknowledged = ("AwsSolutions-APIG4", "AwsSolutions-COG4")
-        elif self.auth_mode == "iam":
+        elif self.auth_mode == AuthMode.IAM:
             reason = "Callers are AWS principals signing with SigV4 (IAM auth); there is no user pool."
             acknowledged = ("AwsSolutions-COG4",)
-        elif self.auth_mode == "api_key":
+        elif self.auth_mode == AuthMode.API_KEY:
             reason = (
                 "auth_mode=api_key chosen in context: API Gateway rejects calls without a key of the "
                 "usage plan (rate, burst, daily quota). Use auth_mode=iam for per-principal auth."

@@ -13,19 +13,32 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from lambda_src.artifact import model_prefix as artifact_model_prefix
-from lambda_src.model_store import ENV_NAME, ENV_STORE, ENV_VERSION
-from lambda_src.settings import ENV_MAX_BATCH_SIZE
+from lambda_src.contract import (
+    DEPLOYED_SERVICE_NAME,
+    ENV_CORS_ALLOW_ORIGIN,
+    ENV_MAX_BATCH_SIZE,
+    ENV_MODEL_NAME,
+    ENV_MODEL_STORE,
+    ENV_MODEL_VERSION,
+    ENV_POWERTOOLS_METRICS_NAMESPACE,
+    ENV_POWERTOOLS_SERVICE_NAME,
+)
+from stacks.config import Architecture
 from stacks.nag import acknowledge_statement_wildcards
 
 LAMBDA_SOURCE_DIR = Path(__file__).resolve().parent.parent / "lambda_src"
 LIVE_ALIAS_NAME = "live"
-ENV_CORS_ALLOW_ORIGIN = "CORS_ALLOW_ORIGIN"  # set only when CORS is on
-SERVICE_NAME = "image-classifier"  # POWERTOOLS_SERVICE_NAME: the service in logs, traces and metrics
 
-# One image, two names: the Lambda architecture and the platform the image is built for must match,
-# or the function fails at start with "exec format error".
-LAMBDA_ARCHITECTURES = {"x86_64": lambda_.Architecture.X86_64, "arm64": lambda_.Architecture.ARM_64}
-IMAGE_PLATFORMS = {"x86_64": ecr_assets.Platform.LINUX_AMD64, "arm64": ecr_assets.Platform.LINUX_ARM64}
+
+def lambda_architecture(architecture: Architecture) -> lambda_.Architecture:
+    """The context choice as CDK's Architecture (the choice's member names are CDK's)."""
+    chosen: lambda_.Architecture = getattr(lambda_.Architecture, architecture.name)
+    return chosen
+
+
+def image_platform(architecture: Architecture) -> ecr_assets.Platform:
+    """The image's build platform, the function's own: a mismatch fails at start ("exec format error")."""
+    return ecr_assets.Platform.custom(lambda_architecture(architecture).docker_platform)
 
 
 class InferenceFunction(Construct):
@@ -44,7 +57,7 @@ class InferenceFunction(Construct):
         model_prefix: str,
         model_name: str,
         model_version: str,
-        architecture: str,
+        architecture: Architecture,
         memory_size_mb: int,
         timeout: Duration,
         ephemeral_storage_mb: int,
@@ -59,12 +72,12 @@ class InferenceFunction(Construct):
         self.log_group = self._build_log_group(log_retention)
         self.role = self._build_role(model_bucket, artifact_model_prefix(model_prefix, model_name))
         environment = {
-            ENV_STORE: f"s3://{model_bucket.bucket_name}/{model_prefix}",
-            ENV_NAME: model_name,
-            ENV_VERSION: model_version,
+            ENV_MODEL_STORE: f"s3://{model_bucket.bucket_name}/{model_prefix}",
+            ENV_MODEL_NAME: model_name,
+            ENV_MODEL_VERSION: model_version,
             ENV_MAX_BATCH_SIZE: str(max_batch_size),
-            "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
-            "POWERTOOLS_METRICS_NAMESPACE": metrics_namespace,
+            ENV_POWERTOOLS_SERVICE_NAME: DEPLOYED_SERVICE_NAME,
+            ENV_POWERTOOLS_METRICS_NAMESPACE: metrics_namespace,
         }
         if cors_allow_origin:
             # With Lambda proxy integration the function's own responses must carry the CORS header.
@@ -133,7 +146,7 @@ class InferenceFunction(Construct):
     def _build_function(
         self,
         *,
-        architecture: str,
+        architecture: Architecture,
         memory_size_mb: int,
         timeout: Duration,
         ephemeral_storage_mb: int,
@@ -145,9 +158,9 @@ class InferenceFunction(Construct):
             "Function",
             description="PyTorch image classifier: loads the model once per environment, serves predictions",
             code=lambda_.DockerImageCode.from_image_asset(
-                str(LAMBDA_SOURCE_DIR), platform=IMAGE_PLATFORMS[architecture]
+                str(LAMBDA_SOURCE_DIR), platform=image_platform(architecture)
             ),
-            architecture=LAMBDA_ARCHITECTURES[architecture],
+            architecture=lambda_architecture(architecture),
             memory_size=memory_size_mb,
             timeout=timeout,
             ephemeral_storage_size=Size.mebibytes(ephemeral_storage_mb),

@@ -8,10 +8,11 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from lambda_src.artifact import model_prefix as artifact_model_prefix
+from lambda_src.contract import DEPLOYED_SERVICE_NAME, StackOutput
 from stacks.capacity import add_provisioned_concurrency_autoscaling
 from stacks.config import LOG_RETENTION_DAYS, DeploymentConfig
 from stacks.inference_api import STAGE_NAME, InferenceApi
-from stacks.inference_function import SERVICE_NAME, InferenceFunction
+from stacks.inference_function import InferenceFunction
 from stacks.monitoring import InferenceAlarms, InferenceDashboard, InferenceMetrics
 from stacks.rollout import SafeRollout
 
@@ -72,7 +73,7 @@ class InferenceStack(Stack):
             alias=live_alias,
             function=self.inference_function.function,
             metrics_namespace=config.metrics_namespace,
-            service_name=SERVICE_NAME,
+            service_name=DEPLOYED_SERVICE_NAME,
         )
         self.alarms = InferenceAlarms(
             self,
@@ -110,13 +111,25 @@ class InferenceStack(Stack):
         model_key_prefix = artifact_model_prefix(config.model_prefix, config.model_name)
         model_location = f"s3://{model_bucket.bucket_name}/{model_key_prefix}/"
         outputs = {
-            "EndpointUrl": (self.api.rest_api.url, "Base URL of the API: POST <url>predict, GET <url>health"),
+            StackOutput.ENDPOINT_URL: (
+                self.api.rest_api.url,
+                "Base URL of the API: POST <url>predict, GET <url>health",
+            ),
             "ModelBucketName": (model_bucket.bucket_name, "Bucket that holds the model artifacts"),
-            "ModelStoreUri": (store_uri, "Model store to publish to (python -m model_training publish)"),
+            StackOutput.MODEL_STORE_URI: (
+                store_uri,
+                "Model store to publish to (python -m model_training publish)",
+            ),
             "ModelLocation": (model_location, "Where the served model's versions and LATEST pointer live"),
-            "ModelName": (config.model_name, "Model the function serves"),
-            "ModelVersion": (config.model_version, "Version the function serves ('latest' follows LATEST)"),
-            "AuthMode": (config.auth_mode, "How callers authenticate: iam (SigV4), api_key or none"),
+            StackOutput.MODEL_NAME: (config.model_name, "Model the function serves"),
+            StackOutput.MODEL_VERSION: (
+                config.model_version,
+                "Version the function serves ('latest' follows LATEST)",
+            ),
+            StackOutput.AUTH_MODE: (
+                config.auth_mode.value,
+                "How callers authenticate: iam (SigV4), api_key or none",
+            ),
             "FunctionName": (self.inference_function.function.function_name, "The inference function"),
             "DashboardName": (self.dashboard.dashboard.dashboard_name, "CloudWatch dashboard of this stack"),
             "DeploymentApplicationName": (
@@ -131,9 +144,9 @@ class InferenceStack(Stack):
         if self.alarms.topic is not None:
             outputs["AlarmTopicArn"] = (self.alarms.topic.topic_arn, "SNS topic the alarms notify")
         if self.api.api_key is not None:
-            outputs["ApiKeyId"] = (
+            outputs[StackOutput.API_KEY_ID] = (
                 self.api.api_key.key_id,
                 "aws apigateway get-api-key --include-value --api-key <id> shows the key",
             )
         for output_id, (value, description) in outputs.items():
-            CfnOutput(self, output_id, value=value, description=description)
+            CfnOutput(self, str(output_id), value=value, description=description)

@@ -6,12 +6,16 @@ from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from stacks.config import DeploymentConfig
+from stacks.config import BucketRemovalPolicy, DeploymentConfig
 
 ACCESS_LOG_EXPIRATION_DAYS = 365  # server access logs kept a year, then deleted
 INCOMPLETE_UPLOAD_EXPIRATION_DAYS = 7  # abandoned multipart uploads (interrupted publishes)
 ACCESS_LOG_PREFIX = "model-bucket/"
-REMOVAL_POLICIES = {"retain": RemovalPolicy.RETAIN, "destroy": RemovalPolicy.DESTROY}
+
+
+def removal_policy_of(choice: BucketRemovalPolicy) -> RemovalPolicy:
+    """The context choice as CDK's RemovalPolicy (the choice's member names are CDK's)."""
+    return RemovalPolicy[choice.name]
 
 
 class ModelBucket(Construct):
@@ -83,7 +87,7 @@ class ModelStoreStack(Stack):
             construct_id,
             description="Model store: versioned, private S3 bucket for PyTorch model artifacts",
         )
-        removal_policy = REMOVAL_POLICIES[config.bucket_removal_policy]
+        removal_policy = removal_policy_of(config.bucket_removal_policy)
         model_store = ModelBucket(
             self,
             "ModelStore",

@@ -15,18 +15,13 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-# Context value (stacks.config.DEPLOYMENT_PREFERENCES) -> CodeDeploy's predefined configuration.
-DEPLOYMENT_CONFIGS: dict[str, codedeploy.ILambdaDeploymentConfig] = {
-    "all_at_once": codedeploy.LambdaDeploymentConfig.ALL_AT_ONCE,
-    "canary_10percent_5minutes": codedeploy.LambdaDeploymentConfig.CANARY_10_PERCENT_5_MINUTES,
-    "canary_10percent_10minutes": codedeploy.LambdaDeploymentConfig.CANARY_10_PERCENT_10_MINUTES,
-    "canary_10percent_15minutes": codedeploy.LambdaDeploymentConfig.CANARY_10_PERCENT_15_MINUTES,
-    "canary_10percent_30minutes": codedeploy.LambdaDeploymentConfig.CANARY_10_PERCENT_30_MINUTES,
-    "linear_10percent_every_1minute": codedeploy.LambdaDeploymentConfig.LINEAR_10_PERCENT_EVERY_1_MINUTE,
-    "linear_10percent_every_2minutes": codedeploy.LambdaDeploymentConfig.LINEAR_10_PERCENT_EVERY_2_MINUTES,
-    "linear_10percent_every_3minutes": codedeploy.LambdaDeploymentConfig.LINEAR_10_PERCENT_EVERY_3_MINUTES,
-    "linear_10percent_every_10minutes": codedeploy.LambdaDeploymentConfig.LINEAR_10_PERCENT_EVERY_10_MINUTES,
-}
+from stacks.config import DeploymentPreference
+
+
+def deployment_config(preference: DeploymentPreference) -> codedeploy.ILambdaDeploymentConfig:
+    """CodeDeploy's predefined configuration for the context choice (the choice's member names are CDK's)."""
+    config: codedeploy.ILambdaDeploymentConfig = getattr(codedeploy.LambdaDeploymentConfig, preference.name)
+    return config
 
 
 class SafeRollout(Construct):
@@ -41,7 +36,7 @@ class SafeRollout(Construct):
         construct_id: str,
         *,
         alias: lambda_.Alias,
-        deployment_preference: str,
+        deployment_preference: DeploymentPreference,
         rollback_alarms: Sequence[cloudwatch.Alarm],
     ) -> None:
         super().__init__(scope, construct_id)
@@ -50,7 +45,7 @@ class SafeRollout(Construct):
             self,
             "DeploymentGroup",
             alias=alias,
-            deployment_config=DEPLOYMENT_CONFIGS[deployment_preference],
+            deployment_config=deployment_config(deployment_preference),
             alarms=list(rollback_alarms),
             auto_rollback=codedeploy.AutoRollbackConfig(
                 failed_deployment=True, stopped_deployment=True, deployment_in_alarm=True

@@ -1,7 +1,8 @@
 """Synthesize the CDK app once per configuration and share the templates across tests.
 
-Each synth runs the real app code with cdk.json's context (feature flags included) and the
-cdk-nag checks, so a fixture that returns at all has already passed cdk-nag.
+Each synth runs the real app code with cdk.json's context (CDK's feature flags; every setting
+not given takes its declared default) and the cdk-nag checks, so a fixture that returns at all
+has already passed cdk-nag.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The deployment settings: cdk.json defaults, `-c` strings, and a clear message for every bad value."""
+"""The deployment settings: declared defaults, cdk.json and `-c` values, a clear message for every bad one."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from stacks.config import (
     ConfigError,
     DeploymentConfig,
     parse_context,
+    settings_table,
 )
 from tests.infrastructure.conftest import REPO_ROOT
 
@@ -24,12 +25,13 @@ def parse_with(cdk_context: dict[str, object], **overrides: object) -> Deploymen
     return parse_context({**cdk_context, **overrides})
 
 
-def test_cdk_json_sets_every_setting_and_they_parse(cdk_context: dict[str, object]) -> None:
-    # Given the context shipped in cdk.json
+def test_defaults_are_declared_once_and_cdk_json_does_not_repeat_them(cdk_context: dict[str, object]) -> None:
+    # Given the context shipped in cdk.json (CDK's feature flags only)
     # When it is parsed
     config = parse_context(cdk_context)
-    # Then every setting has a default there, and the defaults are the documented ones
-    assert set(CONTEXT_KEYS) <= set(cdk_context)
+    # Then every setting takes its declared default, and the defaults are the documented ones
+    assert not set(CONTEXT_KEYS) & set(cdk_context)
+    assert config == DeploymentConfig() == parse_context({})
     assert config.auth_mode == "iam"
     assert config.architecture == "x86_64"
     assert config.model_version == "latest"
@@ -82,6 +84,12 @@ def test_values_given_with_dash_c_arrive_as_strings_and_parse(cdk_context: dict[
     assert config.model_version == "latest"
     assert config.model_prefix == "team/models"
     assert config.log_retention_days == 365
+
+
+def test_a_key_given_in_context_overrides_its_default(cdk_context: dict[str, object]) -> None:
+    config = parse_with(cdk_context, memory_size_mb=4096, architecture="arm64")
+    assert (config.memory_size_mb, config.architecture) == (4096, "arm64")
+    assert config.timeout_seconds == DeploymentConfig().timeout_seconds
 
 
 @pytest.mark.parametrize("empty", ["", "none", "null", None])
@@ -193,3 +201,22 @@ def test_readme_documents_every_setting() -> None:
     deploy = readme.split("<!-- section: deploy -->")[1].split("<!-- /section: deploy -->")[0]
     missing = [key for key in CONTEXT_KEYS if f"`{key}`" not in deploy]
     assert missing == []
+
+
+def test_readme_settings_table_is_the_one_rendered_from_the_declarations() -> None:
+    # The table shows each key's declared default, allowed values (with units) and help text.
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert settings_table() in readme
+    assert readme.count("| key | default | allowed | what it sets |") == 1
+
+
+def test_settings_table_shows_each_default_and_what_is_allowed() -> None:
+    rows = {row.split(" | ")[0].strip("| `"): row for row in settings_table().splitlines()[2:]}
+    assert list(rows) == list(CONTEXT_KEYS)
+    assert "| `iam` | one of iam, api_key, none |" in rows["auth_mode"]
+    assert (
+        "| `null` | empty/null (no reservation) or a whole number from 1 to 10000 |"
+        in rows["reserved_concurrency"]
+    )
+    assert "| `3008` | a whole number from 1024 to 10240 (MB) |" in rows["memory_size_mb"]
+    assert "| `true` | true or false |" in rows["api_gateway_cloudwatch_role"]

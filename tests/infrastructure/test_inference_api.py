@@ -8,7 +8,11 @@ from collections.abc import Callable
 import pytest
 from aws_cdk.assertions import Capture, Match
 
+from lambda_src.contract import AuthMode, StackOutput
 from tests.infrastructure.conftest import Synthesized
+
+# A synthesized variant per auth mode (tests/infrastructure/conftest.py).
+VARIANT_OF_AUTH_MODE = {AuthMode.IAM: "default", AuthMode.API_KEY: "api_key", AuthMode.NONE: "open_with_cors"}
 
 
 def methods(synth: Synthesized) -> dict[tuple[str, str], dict]:
@@ -202,3 +206,19 @@ def test_endpoint_url_is_the_stage_url_and_model_location_is_the_model_prefix(
     assert outputs["ModelName"]["Value"] == "demo-shapes"
     assert outputs["AuthMode"]["Value"] == "iam"
     assert "ApiKeyId" not in outputs
+
+
+@pytest.mark.parametrize("auth_mode", list(AuthMode))
+def test_every_output_the_client_and_smoke_test_read_is_emitted(
+    synthesized: Callable[[str], Synthesized], auth_mode: AuthMode
+) -> None:
+    # Given the inference stack synthesized with this auth mode
+    synth = synthesized(VARIANT_OF_AUTH_MODE[auth_mode])
+    assert synth.config.auth_mode == auth_mode
+    outputs = synth.inference_json["Outputs"]
+    # Then it emits every StackOutput, ApiKeyId exactly when callers need a key
+    expected = {
+        output for output in StackOutput if output != StackOutput.API_KEY_ID or auth_mode == AuthMode.API_KEY
+    }
+    assert expected == set(StackOutput) & set(outputs)
+    assert outputs[StackOutput.AUTH_MODE]["Value"] == auth_mode.value

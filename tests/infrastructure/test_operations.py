@@ -17,9 +17,9 @@ from aws_cdk.assertions import Match, Template
 from lambda_src.model_store import ModelLocation
 from lambda_src.service import InferenceService
 from lambda_src.telemetry import Telemetry
-from stacks.config import DEPLOYMENT_PREFERENCES, ConfigError, parse_context
+from stacks.config import Architecture, ConfigError, DeploymentPreference, parse_context
 from stacks.inference_function import InferenceFunction
-from stacks.rollout import DEPLOYMENT_CONFIGS
+from stacks.rollout import deployment_config
 from tests.infrastructure.conftest import Synthesized
 
 ALARM_NAMES = ("Api5xxRate", "ApiP99Latency", "FunctionErrors", "Throttles", "ModelLoadFailures")
@@ -265,9 +265,10 @@ def test_every_deployment_preference_maps_to_codedeploys_predefined_config() -> 
         "linear_10percent_every_3minutes": "LambdaLinear10PercentEvery3Minutes",
         "linear_10percent_every_10minutes": "LambdaLinear10PercentEvery10Minutes",
     }
-    assert set(DEPLOYMENT_PREFERENCES) == set(DEPLOYMENT_CONFIGS) == set(expected)
+    assert set(DeploymentPreference) == set(expected)
     for preference, name in expected.items():
-        assert DEPLOYMENT_CONFIGS[preference].deployment_config_name == f"CodeDeployDefault.{name}"
+        config = deployment_config(DeploymentPreference(preference))
+        assert config.deployment_config_name == f"CodeDeployDefault.{name}"
 
 
 def test_codedeploy_role_reaches_only_this_alias_and_its_rollback_alarms(default_synth: Synthesized) -> None:
@@ -411,7 +412,7 @@ def _version_logical_id(model_version: str) -> str:
         model_prefix="models",
         model_name="demo-shapes",
         model_version=model_version,
-        architecture="x86_64",
+        architecture=Architecture.X86_64,
         memory_size_mb=3008,
         timeout=Duration.seconds(20),
         ephemeral_storage_mb=512,
@@ -473,7 +474,7 @@ def test_the_autoscaling_range_parses_when_it_makes_sense(cdk_context: dict[str,
     assert (config.provisioned_concurrency, config.provisioned_concurrency_max) == (2, 8)
 
 
-def test_operations_defaults_from_cdk_json(cdk_context: dict[str, object]) -> None:
+def test_operations_defaults_are_the_declared_ones(cdk_context: dict[str, object]) -> None:
     config = parse_context(cdk_context)
     assert config.deployment_preference == "canary_10percent_5minutes"
     assert config.alarm_email is None
