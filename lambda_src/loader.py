@@ -1,4 +1,4 @@
-"""Load a published model: resolve its version, verify the artifact, build it, warm it up.
+"""The `load` verb: resolve the version, verify the artifact, build the model, warm it up.
 
 Every way an artifact can be unusable ends in a `ModelArtifactError` whose message
 a person can act on (which object, what is wrong), never a tensor traceback.
@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
-from PIL import Image
 from torch.fx.experimental.optimization import fuse
 
 from lambda_src.architectures import build_model, check_architecture, load_weights
@@ -30,7 +29,6 @@ from lambda_src.errors import (
     ModelArtifactError,
 )
 from lambda_src.model_store import ModelLocation, ModelStore, open_store, resolve_version
-from lambda_src.preprocessing import eval_transform
 from lambda_src.timing import PhaseTimer
 
 _log = logging.getLogger(__name__)
@@ -42,7 +40,6 @@ class LoadedModel:
 
     manifest: Manifest
     network: torch.nn.Module
-    transform: Callable[[Image.Image], torch.Tensor]
     torch_threads: int
     phases_ms: dict[str, float] = field(default_factory=dict)
 
@@ -83,7 +80,6 @@ def load_model(
     return LoadedModel(
         manifest=manifest,
         network=network,
-        transform=eval_transform(manifest.preprocessing),
         torch_threads=threads,
         phases_ms=timer.rounded(),
     )

@@ -1,17 +1,15 @@
-"""The inference service: one model behind the HTTP API, with its logs and metrics.
+"""The inference service: routing, error mapping, logs and metrics around one model.
 
 The Lambda handler module makes one `InferenceService` at init; the tests and the
-local endpoint can make their own for any `ModelLocation`. A service answers every
-event: when the model cannot be loaded, `/health` and `/predict` say why with a 503,
-and a later request tries again (at most every `model_retry_seconds`), so a model
-published after the deploy is picked up without redeploying. `handle` may be called
-from several threads at once.
+local endpoint can make their own for any `ModelLocation`. The model's lifecycle is
+its `ModelHolder`'s (load, retry window, failure reason) and the request verbs are
+its `ImageClassifier`'s (input, predict, output). A service answers every event:
+when the model cannot be loaded, `/health` and `/predict` say why with a 503.
+`handle` may be called from several threads at once.
 """
 
 from __future__ import annotations
 
-import math
-import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -19,27 +17,27 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 
 from lambda_src.api_gateway import ApiRequest, error_response, json_response, parse_event
-from lambda_src.errors import (
-    ApiError,
-    MethodNotAllowed,
-    ModelArtifactError,
-    ModelUnavailable,
-    NotFound,
-)
-from lambda_src.images import decode_image
-from lambda_src.loader import LoadedModel, load_model
+from lambda_src.classifier import ImageClassifier
+from lambda_src.contract import HEALTH_PATH, PREDICT_PATH, Metric
+from lambda_src.errors import ApiError, MethodNotAllowed, ModelUnavailable, NotFound
+from lambda_src.loader import LoadedModel
+from lambda_src.model_holder import ModelHolder
 from lambda_src.model_store import ModelLocation
 from lambda_src.predict_request import parse_predict_request
-from lambda_src.predictor import Predictor
 from lambda_src.settings import RuntimeSettings
 from lambda_src.telemetry import Telemetry
 from lambda_src.timing import PhaseTimer
 
-ROUTES = {"/predict": "POST", "/health": "GET"}  # path -> the one method it accepts
+ROUTES = {PREDICT_PATH: "POST", HEALTH_PATH: "GET"}  # path -> the one method it accepts
+_PHASE_METRICS = {
+    "decode": Metric.DECODE_LATENCY,
+    "preprocess": Metric.PREPROCESS_LATENCY,
+    "inference": Metric.INFERENCE_LATENCY,
+}
 
 
 class InferenceService:
-    """Serves one model location; loads it once, retries after failures, answers proxy events."""
+    """Serves one model location: answers proxy events, logs and measures each request."""
 
     def __init__(
         self,
@@ -50,17 +48,15 @@ class InferenceService:
         clock: Callable[[], float] = time.monotonic,
         configuration_error: str | None = None,
     ) -> None:
-        if location is None and configuration_error is None:
-            raise ValueError("give a model location, or the configuration error that prevents one")
-        self.location = location
         self.settings = settings if settings is not None else RuntimeSettings()
         self.telemetry = telemetry if telemetry is not None else Telemetry()
-        self.configuration_error = configuration_error
-        self._clock = clock
-        self._load_lock = threading.Lock()
-        self._predictor: Predictor | None = None
-        self._load_failure = "the model has not been loaded yet"
-        self._next_attempt_at = -math.inf
+        self.holder = ModelHolder(
+            location,
+            settings=self.settings,
+            telemetry=self.telemetry,
+            clock=clock,
+            configuration_error=configuration_error,
+        )
         self._cold_start = True
 
     @classmethod
@@ -79,17 +75,18 @@ class InferenceService:
         return cls(location, settings=settings, telemetry=telemetry)
 
     @property
+    def location(self) -> ModelLocation | None:
+        return self.holder.location
+
+    @property
     def model(self) -> LoadedModel | None:
         """The loaded model, or None while it cannot be served."""
-        predictor = self._predictor
-        return predictor.model if predictor is not None else None
+        classifier = self.holder.classifier
+        return classifier.model if classifier is not None else None
 
     def load(self, *, init_phases_ms: Mapping[str, float] | None = None) -> bool:
         """Load the model now unless it is loaded (the handler calls this at init); True if it can serve."""
-        with self._load_lock:
-            if self._predictor is None:
-                self._attempt_load(init_phases_ms or {})
-            return self._predictor is not None
+        return self.holder.load(init_phases_ms)
 
     def handle(self, event: object, context: object = None) -> dict[str, Any]:
         """Answer one API Gateway REST proxy event with a proxy response; never raises."""
@@ -124,24 +121,25 @@ class InferenceService:
             raise NotFound(f"there is no route {request.path!r:.100}; this API has {routes}")
         if request.method != allowed:
             raise MethodNotAllowed(f"{request.path} accepts {allowed} only, not {request.method:.20}")
-        predictor = self._predictor_or_unavailable()
-        manifest = predictor.model.manifest
-        record.update(model_name=manifest.model_name, model_version=manifest.version)
-        if request.path == "/health":
-            return self._health(predictor)
-        return self._predict(predictor, request, timer, record)
+        classifier = self.holder.get()
+        record.update(
+            model_name=classifier.model.manifest.model_name, model_version=classifier.model.manifest.version
+        )
+        if request.path == HEALTH_PATH:
+            return self._health(classifier)
+        return self._predict(classifier, request, timer, record)
 
-    def _health(self, predictor: Predictor) -> dict[str, Any]:
-        manifest = predictor.model.manifest
+    def _health(self, classifier: ImageClassifier) -> dict[str, Any]:
+        manifest = classifier.model.manifest
         model = {
-            **_model_id(predictor),
+            **classifier.model_id,
             "architecture": manifest.architecture,
             "num_classes": manifest.num_classes,
         }
         return json_response(200, {"status": "ok", "model": model})
 
     def _predict(
-        self, predictor: Predictor, request: ApiRequest, timer: PhaseTimer, record: dict[str, Any]
+        self, classifier: ImageClassifier, request: ApiRequest, timer: PhaseTimer, record: dict[str, Any]
     ) -> dict[str, Any]:
         with timer.phase("decode"):
             parsed = parse_predict_request(
@@ -150,96 +148,15 @@ class InferenceService:
                 max_body_bytes=self.settings.max_body_bytes,
             )
         record.update(images=len(parsed.images), top_k=parsed.top_k)
-        resize = predictor.model.manifest.preprocessing.resize
-        inputs = []
-        for item in parsed.images:  # one at a time: only the small input tensors are kept
-            with timer.phase("decode"):
-                image = decode_image(
-                    item.data, max_pixels=self.settings.max_image_pixels, min_side=resize, what=item.name
-                )
-            with timer.phase("preprocess"):
-                inputs.append(predictor.preprocess(image))
+        # One image at a time: only the small input tensors are kept.
+        inputs = [classifier.input(item.data, what=item.name, timer=timer) for item in parsed.images]
         with timer.phase("inference"):
-            ranked = predictor.predict(inputs, parsed.top_k)
-        payload = {
-            "model": _model_id(predictor),
-            "top_k": min(parsed.top_k, predictor.num_classes),
-            "results": [{"predictions": [p.to_dict() for p in predictions]} for predictions in ranked],
-        }
-        return json_response(200, payload)
-
-    def _predictor_or_unavailable(self) -> Predictor:
-        predictor = self._predictor
-        if predictor is not None:
-            return predictor
-        with self._load_lock:
-            if self._predictor is None and self._clock() >= self._next_attempt_at:
-                self._attempt_load({})
-            if self._predictor is None:
-                raise ModelUnavailable(
-                    f"the model cannot be served: {self._load_failure} "
-                    f"(next load attempt in {self._seconds_to_next_attempt()} s)"
-                )
-            return self._predictor
-
-    def _attempt_load(self, init_phases_ms: Mapping[str, float]) -> None:
-        """One load attempt; the caller holds the load lock."""
-        self._next_attempt_at = self._clock() + self.settings.model_retry_seconds
-        started = time.perf_counter()
-        try:
-            if self.location is None:
-                raise ModelArtifactError(str(self.configuration_error))
-            loaded = load_model(self.location, torch_threads=self.settings.torch_threads)
-        except ModelArtifactError as error:
-            self._record_load_failure(str(error), init_phases_ms, exc_info=False)
-        except Exception as error:
-            self._record_load_failure(
-                f"unexpected {type(error).__name__} while loading; see the function's logs",
-                init_phases_ms,
-                exc_info=True,
-            )
-        else:
-            self._predictor = Predictor(loaded)
-            total_ms = (time.perf_counter() - started) * 1000
-            manifest = loaded.manifest
-            self.telemetry.logger.info(
-                "model loaded",
-                extra={
-                    "model_name": manifest.model_name,
-                    "model_version": manifest.version,
-                    "architecture": manifest.architecture,
-                    "num_classes": manifest.num_classes,
-                    "torch_threads": loaded.torch_threads,
-                    "phases_ms": {**init_phases_ms, **loaded.phases_ms},
-                    "load_ms": round(total_ms, 1),
-                },
-            )
-            self.telemetry.put_metrics({"ModelLoadDuration": (MetricUnit.Milliseconds, total_ms)})
-
-    def _record_load_failure(
-        self, reason: str, init_phases_ms: Mapping[str, float], *, exc_info: bool
-    ) -> None:
-        self._load_failure = reason
-        location = self.location
-        self.telemetry.logger.error(
-            "model load failed",
-            exc_info=exc_info,
-            extra={
-                "model_name": location.model_name if location else None,
-                "model_version": location.version if location else None,
-                "reason": reason,
-                "retry_in_s": self.settings.model_retry_seconds,
-                "phases_ms": dict(init_phases_ms),
-            },
-        )
-        self.telemetry.put_metrics({"ModelLoadFailures": (MetricUnit.Count, 1)})
-
-    def _seconds_to_next_attempt(self) -> int:
-        return max(1, math.ceil(self._next_attempt_at - self._clock()))
+            ranked = classifier.predict(inputs, parsed.top_k)
+        return json_response(200, classifier.output(ranked, parsed.top_k))
 
     def _error_headers(self, error: ApiError, request: ApiRequest | None) -> dict[str, str]:
         if isinstance(error, ModelUnavailable):
-            return {"Retry-After": str(self._seconds_to_next_attempt())}
+            return {"Retry-After": str(self.holder.seconds_to_next_attempt())}
         if isinstance(error, MethodNotAllowed) and request is not None:
             return {"Allow": ROUTES[request.path]}
         return {}
@@ -252,24 +169,15 @@ class InferenceService:
         log = self.telemetry.logger.info if status < 500 else self.telemetry.logger.error
         log("request", extra={**record, "cold_start": cold_start, "latency_ms": latency})
         metrics: dict[str, tuple[MetricUnit, float]] = {
-            "Latency": (MetricUnit.Milliseconds, latency["total"]),
-            "ClientErrors": (MetricUnit.Count, int(400 <= status < 500)),
-            "ServerErrors": (MetricUnit.Count, int(status >= 500)),
+            Metric.LATENCY: (MetricUnit.Milliseconds, latency["total"]),
+            Metric.CLIENT_ERRORS: (MetricUnit.Count, int(400 <= status < 500)),
+            Metric.SERVER_ERRORS: (MetricUnit.Count, int(status >= 500)),
         }
         if status == 200 and "images" in record:
-            metrics["ImagesClassified"] = (MetricUnit.Count, record["images"])
-            for phase, name in (
-                ("decode", "Decode"),
-                ("preprocess", "Preprocess"),
-                ("inference", "Inference"),
-            ):
-                metrics[f"{name}Latency"] = (MetricUnit.Milliseconds, latency.get(phase, 0.0))
+            metrics[Metric.IMAGES_CLASSIFIED] = (MetricUnit.Count, record["images"])
+            for phase, metric in _PHASE_METRICS.items():
+                metrics[metric] = (MetricUnit.Milliseconds, latency.get(phase, 0.0))
         self.telemetry.put_metrics(metrics)
-
-
-def _model_id(predictor: Predictor) -> dict[str, str]:
-    manifest = predictor.model.manifest
-    return {"name": manifest.model_name, "version": manifest.version}
 
 
 def _aws_request_id(context: object) -> str:

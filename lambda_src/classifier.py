@@ -1,0 +1,115 @@
+"""The serving pipeline's request verbs over a loaded model: input, predict, output.
+
+As in TorchServe's handlers and the SageMaker inference toolkit, `load` is
+`lambda_src.loader.load_model`; an `ImageClassifier` over its result turns image
+bytes into the model's input (`input`), runs one forward pass (`predict`) and
+builds the response body (`output`). `ModelInput` is the input verb without a
+model, so training validates on exactly what the endpoint would feed the model.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from lambda_src.artifact import Preprocessing
+from lambda_src.images import decode_image
+from lambda_src.preprocessing import eval_transform
+from lambda_src.timing import PhaseTimer
+
+if TYPE_CHECKING:
+    from lambda_src.loader import LoadedModel
+
+
+class ModelInput:
+    """Image bytes to a model's input tensor: decode within `max_pixels`, then `preprocessing`.
+
+    JPEGs are decoded at the smallest reduced scale that keeps both sides at least the
+    resize size; only JPEG, PNG and WebP are accepted (see `lambda_src.images`).
+    """
+
+    def __init__(self, preprocessing: Preprocessing, *, max_pixels: int) -> None:
+        self.preprocessing = preprocessing
+        self.max_pixels = max_pixels
+        self._transform = eval_transform(preprocessing)
+
+    def __call__(
+        self, data: bytes, *, what: str = "the image", timer: PhaseTimer | None = None
+    ) -> torch.Tensor:
+        """The (3, crop, crop) input for the image `data`; a 4xx `ApiError` naming `what` if unusable."""
+        with _phase(timer, "decode"):
+            image = decode_image(
+                data, max_pixels=self.max_pixels, min_side=self.preprocessing.resize, what=what
+            )
+        with _phase(timer, "preprocess"):
+            return self._transform(image)
+
+
+def _phase(timer: PhaseTimer | None, name: str) -> AbstractContextManager[None]:
+    return timer.phase(name) if timer is not None else nullcontext()
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One class of one image: its label, its index in the model's output and its probability."""
+
+    label: str
+    index: int
+    score: float
+
+    def to_dict(self) -> dict[str, object]:
+        return {"label": self.label, "index": self.index, "score": self.score}
+
+
+class ImageClassifier:
+    """A loaded model's input, predict and output verbs; safe to share between threads."""
+
+    def __init__(self, model: LoadedModel, *, max_image_pixels: int) -> None:
+        self.model = model
+        self.input = ModelInput(model.manifest.preprocessing, max_pixels=max_image_pixels)
+        # Concurrent forward passes would each start the full set of torch threads and
+        # fight for the same CPUs; one at a time gives the same throughput, steadier latency.
+        self._forward_lock = threading.Lock()
+
+    @property
+    def num_classes(self) -> int:
+        return self.model.manifest.num_classes
+
+    @property
+    def model_id(self) -> dict[str, str]:
+        """The name and version served, as responses show them."""
+        manifest = self.model.manifest
+        return {"name": manifest.model_name, "version": manifest.version}
+
+    def capped_top_k(self, top_k: int) -> int:
+        """`top_k` as served: asking for more classes than the model has means all of them."""
+        return min(top_k, self.num_classes)
+
+    def predict(self, inputs: Sequence[torch.Tensor], top_k: int) -> list[list[Prediction]]:
+        """The `top_k` most probable classes of each input, most probable first (one forward pass)."""
+        batch = torch.stack(list(inputs))
+        with self._forward_lock, torch.inference_mode():
+            logits = self.model.network(batch)
+        probabilities = torch.softmax(logits.float(), dim=1)
+        scores, indices = probabilities.topk(self.capped_top_k(top_k), dim=1)
+        labels = self.model.manifest.labels
+        return [
+            [
+                Prediction(label=labels[index], index=index, score=score)
+                for score, index in zip(row_scores, row_indices, strict=True)
+            ]
+            for row_scores, row_indices in zip(scores.tolist(), indices.tolist(), strict=True)
+        ]
+
+    def output(self, ranked: Sequence[Sequence[Prediction]], top_k: int) -> dict[str, Any]:
+        """The `POST /predict` response body for `predict`'s result."""
+        return {
+            "model": self.model_id,
+            "top_k": self.capped_top_k(top_k),
+            "results": [{"predictions": [p.to_dict() for p in predictions]} for predictions in ranked],
+        }

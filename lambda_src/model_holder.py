@@ -1,0 +1,129 @@
+"""The model's lifecycle in a running function: load once, remember why not, retry later.
+
+A `ModelHolder` loads its location (at init, or on the first request that needs it),
+keeps the `ImageClassifier` once the load succeeds, and after a failure keeps the
+reason and refuses to try again until `retry_seconds` have passed, so a model
+published after the deploy is picked up without redeploying. Thread-safe.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from lambda_src.classifier import ImageClassifier
+from lambda_src.contract import Metric
+from lambda_src.errors import ModelArtifactError, ModelUnavailable
+from lambda_src.loader import load_model
+from lambda_src.model_store import ModelLocation
+from lambda_src.settings import RuntimeSettings
+from lambda_src.telemetry import Telemetry
+
+
+class ModelHolder:
+    """One model location, its classifier once loaded, or why it is not and when to try again."""
+
+    def __init__(
+        self,
+        location: ModelLocation | None,
+        *,
+        settings: RuntimeSettings,
+        telemetry: Telemetry,
+        clock: Callable[[], float] = time.monotonic,
+        configuration_error: str | None = None,
+    ) -> None:
+        if location is None and configuration_error is None:
+            raise ValueError("give a model location, or the configuration error that prevents one")
+        self.location = location
+        self.settings = settings
+        self.telemetry = telemetry
+        self.configuration_error = configuration_error
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._classifier: ImageClassifier | None = None
+        self._failure = "the model has not been loaded yet"
+        self._next_attempt_at = -math.inf
+
+    @property
+    def classifier(self) -> ImageClassifier | None:
+        """The loaded model's classifier, or None while it cannot be served."""
+        return self._classifier
+
+    def load(self, init_phases_ms: Mapping[str, float] | None = None) -> bool:
+        """Load now unless loaded, ignoring the retry window; True if the model can be served."""
+        with self._lock:
+            if self._classifier is None:
+                self._attempt_load(init_phases_ms or {})
+            return self._classifier is not None
+
+    def get(self) -> ImageClassifier:
+        """The classifier, loading it if the retry window allows; ModelUnavailable says why not."""
+        classifier = self._classifier
+        if classifier is not None:
+            return classifier
+        with self._lock:
+            if self._classifier is None and self._clock() >= self._next_attempt_at:
+                self._attempt_load({})
+            if self._classifier is None:
+                raise ModelUnavailable(
+                    f"the model cannot be served: {self._failure} "
+                    f"(next load attempt in {self.seconds_to_next_attempt()} s)"
+                )
+            return self._classifier
+
+    def seconds_to_next_attempt(self) -> int:
+        return max(1, math.ceil(self._next_attempt_at - self._clock()))
+
+    def _attempt_load(self, init_phases_ms: Mapping[str, float]) -> None:
+        """One load attempt; the caller holds the lock."""
+        self._next_attempt_at = self._clock() + self.settings.model_retry_seconds
+        started = time.perf_counter()
+        try:
+            if self.location is None:
+                raise ModelArtifactError(str(self.configuration_error))
+            loaded = load_model(self.location, torch_threads=self.settings.torch_threads)
+        except ModelArtifactError as error:
+            self._record_failure(str(error), init_phases_ms, exc_info=False)
+        except Exception as error:
+            self._record_failure(
+                f"unexpected {type(error).__name__} while loading; see the function's logs",
+                init_phases_ms,
+                exc_info=True,
+            )
+        else:
+            self._classifier = ImageClassifier(loaded, max_image_pixels=self.settings.max_image_pixels)
+            total_ms = (time.perf_counter() - started) * 1000
+            manifest = loaded.manifest
+            self.telemetry.logger.info(
+                "model loaded",
+                extra={
+                    "model_name": manifest.model_name,
+                    "model_version": manifest.version,
+                    "architecture": manifest.architecture,
+                    "num_classes": manifest.num_classes,
+                    "torch_threads": loaded.torch_threads,
+                    "phases_ms": {**init_phases_ms, **loaded.phases_ms},
+                    "load_ms": round(total_ms, 1),
+                },
+            )
+            self.telemetry.put_metrics({Metric.MODEL_LOAD_DURATION: (MetricUnit.Milliseconds, total_ms)})
+
+    def _record_failure(self, reason: str, init_phases_ms: Mapping[str, float], *, exc_info: bool) -> None:
+        self._failure = reason
+        location = self.location
+        self.telemetry.logger.error(
+            "model load failed",
+            exc_info=exc_info,
+            extra={
+                "model_name": location.model_name if location else None,
+                "model_version": location.version if location else None,
+                "reason": reason,
+                "retry_in_s": self.settings.model_retry_seconds,
+                "phases_ms": dict(init_phases_ms),
+            },
+        )
+        self.telemetry.put_metrics({Metric.MODEL_LOAD_FAILURES: (MetricUnit.Count, 1)})
