@@ -35,6 +35,8 @@ from bench.child import DEFAULT_HANDLER
 from bench.report import markdown_report
 from bench.sizing import PRICE_PER_GB_SECOND_USD, PRICE_PER_MILLION_REQUESTS_USD, PRICES_AS_OF, sizing_guide
 from bench.stats import summarise_s
+from lambda_src.artifact import LATEST
+from lambda_src.contract import ENV_MODEL_NAME, ENV_MODEL_STORE, ENV_MODEL_VERSION
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
@@ -149,9 +151,9 @@ def child_env(model_store: str, model_name: str, s3_endpoint: str) -> dict[str, 
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_REGION": "us-east-1",
         "AWS_EC2_METADATA_DISABLED": "true",
-        "MODEL_STORE": model_store,
-        "MODEL_NAME": model_name,
-        "MODEL_VERSION": "latest",
+        ENV_MODEL_STORE: model_store,
+        ENV_MODEL_NAME: model_name,
+        ENV_MODEL_VERSION: LATEST,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
     }
     return env

@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from lambda_src.contract import JSON_MEDIA_TYPE
 from lambda_src.errors import ApiError, BadRequest, PayloadTooLarge
 
-JSON_CONTENT_TYPE = "application/json"
 _RESPONSE_HEADERS = {
-    "Content-Type": JSON_CONTENT_TYPE,
+    "Content-Type": JSON_MEDIA_TYPE,
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
 }

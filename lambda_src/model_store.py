@@ -19,11 +19,8 @@ from typing import Any, Protocol
 from urllib.parse import urlparse
 
 from lambda_src.artifact import LATEST, check_name, latest_key
+from lambda_src.contract import ENV_MODEL_NAME, ENV_MODEL_STORE, ENV_MODEL_VERSION
 from lambda_src.errors import ArtifactNotFound, ManifestError, ModelArtifactError
-
-ENV_STORE = "MODEL_STORE"
-ENV_NAME = "MODEL_NAME"
-ENV_VERSION = "MODEL_VERSION"
 
 
 class ModelStore(Protocol):
@@ -46,7 +43,7 @@ class ModelLocation:
 
     def __post_init__(self) -> None:
         if not self.store_uri:
-            raise ValueError(f"{ENV_STORE} is not set: give s3://bucket/prefix or a local folder")
+            raise ValueError(f"{ENV_MODEL_STORE} is not set: give s3://bucket/prefix or a local folder")
         check_name("model name", self.model_name)
         if self.version != LATEST:
             check_name("version", self.version)
@@ -55,9 +52,9 @@ class ModelLocation:
     def from_env(cls, environ: dict[str, str] | None = None) -> ModelLocation:
         env = os.environ if environ is None else environ
         return cls(
-            store_uri=env.get(ENV_STORE, ""),
-            model_name=env.get(ENV_NAME, ""),
-            version=env.get(ENV_VERSION, LATEST) or LATEST,
+            store_uri=env.get(ENV_MODEL_STORE, ""),
+            model_name=env.get(ENV_MODEL_NAME, ""),
+            version=env.get(ENV_MODEL_VERSION, LATEST) or LATEST,
         )
 
 

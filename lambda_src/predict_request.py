@@ -14,12 +14,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from lambda_src.api_gateway import JSON_CONTENT_TYPE, ApiRequest, check_body_size, read_body
+from lambda_src.api_gateway import ApiRequest, check_body_size, read_body
+from lambda_src.contract import IMAGE_MEDIA_TYPES, JSON_MEDIA_TYPE
 from lambda_src.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
 DEFAULT_TOP_K = 5
-IMAGE_MEDIA_TYPES = ("image/jpeg", "image/png", "image/webp")
-ACCEPTED_MEDIA_TYPES = (JSON_CONTENT_TYPE, *IMAGE_MEDIA_TYPES)
+ACCEPTED_MEDIA_TYPES = (JSON_MEDIA_TYPE, *IMAGE_MEDIA_TYPES)
 
 _DATA_URL_PREFIX = re.compile(r"^data:[A-Za-z0-9.+/-]*(;[A-Za-z0-9=.+-]*)*;base64,")
 _TOP_K = re.compile(r"[0-9]{1,9}")
@@ -46,7 +46,7 @@ def parse_predict_request(request: ApiRequest, *, max_batch_size: int, max_body_
     accepted = ", ".join(ACCEPTED_MEDIA_TYPES)
     if media_type is None:
         raise UnsupportedMediaType(f"the request has no Content-Type; send one of {accepted}")
-    if media_type == JSON_CONTENT_TYPE:
+    if media_type == JSON_MEDIA_TYPE:
         document = _json_body(request, max_body_bytes)
         return PredictRequest(images=images_from_json(document, max_batch_size=max_batch_size), top_k=top_k)
     if media_type in IMAGE_MEDIA_TYPES:

@@ -15,22 +15,24 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-ENV_MAX_BATCH_SIZE = "MAX_BATCH_SIZE"
-ENV_MAX_BODY_BYTES = "MAX_BODY_BYTES"
-ENV_MAX_IMAGE_PIXELS = "MAX_IMAGE_PIXELS"
-ENV_MODEL_RETRY_SECONDS = "MODEL_RETRY_SECONDS"
-ENV_TORCH_NUM_THREADS = "TORCH_NUM_THREADS"
-ENV_CORS_ALLOW_ORIGIN = "CORS_ALLOW_ORIGIN"
-
-LAMBDA_MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # synchronous invoke request limit, base64 included
-MAX_BATCH_SIZE_LIMIT = 64  # one forward pass per request: keep its memory bounded
+from lambda_src.contract import (
+    DEFAULT_MAX_BATCH_SIZE,
+    ENV_CORS_ALLOW_ORIGIN,
+    ENV_MAX_BATCH_SIZE,
+    ENV_MAX_BODY_BYTES,
+    ENV_MAX_IMAGE_PIXELS,
+    ENV_MODEL_RETRY_SECONDS,
+    ENV_TORCH_NUM_THREADS,
+    LAMBDA_MAX_PAYLOAD_BYTES,
+    MAX_BATCH_SIZE_LIMIT,
+)
 
 
 @dataclass(frozen=True)
 class RuntimeSettings:
     """Limits and knobs of the inference runtime (defaults suit a 3 GB Lambda function)."""
 
-    max_batch_size: int = 8
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
     max_body_bytes: int = LAMBDA_MAX_PAYLOAD_BYTES
     max_image_pixels: int = 40_000_000  # ~120 MB as RGB; a 12 MP phone photo is 12,000,000
     model_retry_seconds: float = 30.0

@@ -24,8 +24,14 @@ from typing import TextIO
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
-DEFAULT_SERVICE_NAME = "pytorch-inference"
-DEFAULT_METRICS_NAMESPACE = "PyTorchInference"
+from lambda_src.contract import (
+    DEFAULT_METRICS_NAMESPACE,
+    DEFAULT_SERVICE_NAME,
+    ENV_POWERTOOLS_METRICS_DISABLED,
+    ENV_POWERTOOLS_METRICS_NAMESPACE,
+    ENV_POWERTOOLS_SERVICE_NAME,
+)
+
 _TRUE = {"1", "true", "yes", "on"}
 
 
@@ -51,9 +57,9 @@ class Telemetry:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Telemetry:
         env = os.environ if environ is None else environ
         return cls(
-            service=env.get("POWERTOOLS_SERVICE_NAME") or DEFAULT_SERVICE_NAME,
-            namespace=env.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_METRICS_NAMESPACE,
-            metrics_enabled=env.get("POWERTOOLS_METRICS_DISABLED", "").strip().lower() not in _TRUE,
+            service=env.get(ENV_POWERTOOLS_SERVICE_NAME) or DEFAULT_SERVICE_NAME,
+            namespace=env.get(ENV_POWERTOOLS_METRICS_NAMESPACE) or DEFAULT_METRICS_NAMESPACE,
+            metrics_enabled=env.get(ENV_POWERTOOLS_METRICS_DISABLED, "").strip().lower() not in _TRUE,
         )
 
     def put_metrics(self, values: Mapping[str, tuple[MetricUnit, float]]) -> None:

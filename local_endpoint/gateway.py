@@ -35,15 +35,17 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from lambda_src.contract import (
+    API_GATEWAY_MAX_BODY_BYTES,
+    IMAGE_MEDIA_TYPES,
+    JSON_MEDIA_TYPE,
+    LAMBDA_MAX_PAYLOAD_BYTES,
+)
 from lambda_src.errors import ApiError, PayloadTooLarge
 
-# The deployed API's settings (stacks/inference_api.py; a test keeps the two equal). Importing
-# them would load aws_cdk into the server. `*/*` is deliberately not a binary media type: JSON
-# bodies reach the function as plain text.
-BINARY_MEDIA_TYPES = ("image/jpeg", "image/png", "image/webp")
+# The deployed API's binary media types are IMAGE_MEDIA_TYPES. `*/*` is deliberately not one:
+# JSON bodies reach the function as plain text.
 DEFAULT_STAGE = "v1"
-API_GATEWAY_MAX_BODY_BYTES = 10 * 1024 * 1024  # 10 MB: REST API payload limit
-LAMBDA_MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # 6 MB: synchronous invoke request and response limit
 LOCAL_ACCOUNT_ID = "000000000000"
 LOCAL_API_ID = "local"
 
@@ -138,7 +140,7 @@ def build_event(
     now_s: float,
     server_port: int,
     stage: str = DEFAULT_STAGE,
-    binary_media_types: Iterable[str] = BINARY_MEDIA_TYPES,
+    binary_media_types: Iterable[str] = IMAGE_MEDIA_TYPES,
 ) -> dict[str, Any]:
     """The API Gateway REST proxy event (payload v1) for `request`."""
     url = urlsplit(request.target)
@@ -239,7 +241,7 @@ def to_http_response(
     *,
     request_id: str,
     accept: str | None,
-    binary_media_types: Iterable[str] = BINARY_MEDIA_TYPES,
+    binary_media_types: Iterable[str] = IMAGE_MEDIA_TYPES,
 ) -> HttpResponse:
     """The HTTP response API Gateway sends for the function's proxy response."""
     if not isinstance(proxy_response, dict):
@@ -262,7 +264,7 @@ def to_http_response(
         (name, value) for name, value in _merged_headers(proxy_response) if name.lower() not in _HOP_BY_HOP
     ]
     if not any(name.lower() == "content-type" for name, _ in headers):
-        headers.append(("Content-Type", "application/json"))  # API Gateway's default
+        headers.append(("Content-Type", JSON_MEDIA_TYPE))  # API Gateway's default
     headers.append(("x-amzn-RequestId", request_id))
     return HttpResponse(status, headers, raw)
 
@@ -271,7 +273,7 @@ def error_response(error: ApiError, request_id: str) -> HttpResponse:
     """An error API Gateway answers itself, in the API's JSON error shape."""
     body = json.dumps({"error": {"code": error.code, "message": error.message}}).encode("utf-8")
     return HttpResponse(
-        error.status, [("Content-Type", "application/json"), ("x-amzn-RequestId", request_id)], body
+        error.status, [("Content-Type", JSON_MEDIA_TYPE), ("x-amzn-RequestId", request_id)], body
     )
 
 
@@ -301,7 +303,7 @@ def internal_server_error(request_id: str) -> HttpResponse:
     return HttpResponse(
         502,
         [
-            ("Content-Type", "application/json"),
+            ("Content-Type", JSON_MEDIA_TYPE),
             ("x-amzn-RequestId", request_id),
             ("x-amzn-ErrorType", "InternalServerErrorException"),
         ],

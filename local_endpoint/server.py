@@ -19,13 +19,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from lambda_src.contract import API_GATEWAY_MAX_BODY_BYTES, IMAGE_MEDIA_TYPES, LAMBDA_MAX_PAYLOAD_BYTES
 from lambda_src.errors import BadRequest
 from local_endpoint import gateway
 from local_endpoint.lambda_context import FunctionSettings, new_context, new_log_stream_name
 
 LambdaHandler = Callable[[dict[str, Any], Any], Any]
 
-_DRAIN_LIMIT_BYTES = 4 * gateway.API_GATEWAY_MAX_BODY_BYTES  # read and drop this much of a refused body
+_DRAIN_LIMIT_BYTES = 4 * API_GATEWAY_MAX_BODY_BYTES  # read and drop this much of a refused body
 _READ_CHUNK_BYTES = 64 * 1024
 
 
@@ -51,8 +52,8 @@ class LocalEndpoint(ThreadingHTTPServer):
         *,
         function: FunctionSettings | None = None,
         stage: str = gateway.DEFAULT_STAGE,
-        binary_media_types: Iterable[str] = gateway.BINARY_MEDIA_TYPES,
-        max_body_bytes: int = gateway.API_GATEWAY_MAX_BODY_BYTES,
+        binary_media_types: Iterable[str] = IMAGE_MEDIA_TYPES,
+        max_body_bytes: int = API_GATEWAY_MAX_BODY_BYTES,
         log: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         super().__init__(address, _ProxyRequestHandler)
@@ -154,7 +155,7 @@ class _ProxyRequestHandler(BaseHTTPRequestHandler):
             binary_media_types=self.server.binary_media_types,
         )
         event_size = len(json.dumps(event))
-        if event_size > gateway.LAMBDA_MAX_PAYLOAD_BYTES:
+        if event_size > LAMBDA_MAX_PAYLOAD_BYTES:
             return gateway.event_too_large(event_size, request_id)
         context = new_context(self.server.function, self.server.log_stream_name)
         invoked = time.monotonic()
@@ -180,9 +181,9 @@ class _ProxyRequestHandler(BaseHTTPRequestHandler):
     def _to_http(self, proxy_response: Any, request_id: str) -> gateway.HttpResponse:
         try:
             size = len(json.dumps(proxy_response))
-            if size > gateway.LAMBDA_MAX_PAYLOAD_BYTES:
+            if size > LAMBDA_MAX_PAYLOAD_BYTES:
                 raise gateway.MalformedProxyResponse(
-                    f"the response is {size} bytes; Lambda returns at most {gateway.LAMBDA_MAX_PAYLOAD_BYTES}"
+                    f"the response is {size} bytes; Lambda returns at most {LAMBDA_MAX_PAYLOAD_BYTES}"
                 )
             return gateway.to_http_response(
                 proxy_response,

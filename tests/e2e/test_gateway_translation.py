@@ -292,9 +292,7 @@ def test_each_request_gets_one_access_log_line_with_the_stage_fields(endpoint, a
     assert line["integrationLatency"] is not None
 
 
-def test_stage_and_binary_media_types_match_the_deployed_api():
-    from lambda_src.contract import IMAGE_MEDIA_TYPES
+def test_stage_matches_the_deployed_api():
     from stacks.inference_api import STAGE_NAME
 
     assert gateway.DEFAULT_STAGE == STAGE_NAME
-    assert list(gateway.BINARY_MEDIA_TYPES) == list(IMAGE_MEDIA_TYPES)

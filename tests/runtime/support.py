@@ -30,6 +30,7 @@ from lambda_src.artifact import (
     sha256_hex,
     weights_key,
 )
+from lambda_src.contract import IMAGE_MEDIA_TYPES
 from lambda_src.preprocessing import eval_transform, to_rgb
 from lambda_src.telemetry import Telemetry
 
@@ -37,7 +38,6 @@ LABELS = ("red", "green", "blue")
 COLOURS = {"red": (210, 40, 40), "green": (40, 190, 60), "blue": (40, 60, 210)}
 PREPROCESSING = Preprocessing(resize=40, crop=32)
 ARCHITECTURE = "resnet18"
-BINARY_MEDIA_TYPES = ("image/jpeg", "image/png", "image/webp")  # what the deployed API declares
 
 
 def coloured_image(label: str, *, size: tuple[int, int] = (48, 48), seed: int = 0) -> Image.Image:
@@ -168,7 +168,7 @@ def api_gateway_event(
     all_headers.update(headers or {})
     media_type = (content_type or "").split(";")[0].strip().lower()
     if base64_encoded is None:
-        base64_encoded = media_type in BINARY_MEDIA_TYPES
+        base64_encoded = media_type in IMAGE_MEDIA_TYPES  # the deployed API's binary media types
     raw = body.encode("utf-8") if isinstance(body, str) else body
     if raw is None or raw == b"":
         event_body = None

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from lambda_src.contract import LAMBDA_MAX_PAYLOAD_BYTES
 from lambda_src.service import InferenceService
-from lambda_src.settings import LAMBDA_MAX_PAYLOAD_BYTES
 
 from .support import api_gateway_event, b64, body_of, coloured_image, encode, json_event
 

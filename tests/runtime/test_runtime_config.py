@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from lambda_src.contract import LAMBDA_MAX_PAYLOAD_BYTES
 from lambda_src.cpus import available_cpus, cgroup_cpu_quota
-from lambda_src.settings import LAMBDA_MAX_PAYLOAD_BYTES, RuntimeSettings
+from lambda_src.settings import RuntimeSettings
 
 
 def test_defaults_fit_lambda() -> None:
