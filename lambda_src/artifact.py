@@ -4,8 +4,9 @@
     <prefix>/<model-name>/<version>/manifest.json   Manifest.to_json()
     <prefix>/<model-name>/LATEST                    the newest published version, as text
 
-Both training (writer) and serving (reader) use this module; nothing else spells
-out the layout or the manifest fields.
+This module is the one definition of the layout and the manifest fields: the
+stores (`lambda_src.model_store`), the loader, the publishers and the stacks (for
+the function's read permission) build every key with its functions.
 """
 
 from __future__ import annotations
@@ -50,12 +51,17 @@ def version_prefix(prefix: str, model_name: str, version: str) -> str:
     return f"{model_prefix(prefix, model_name)}/{check_name('version', version)}"
 
 
+def version_file_key(prefix: str, model_name: str, version: str, file_name: str) -> str:
+    """Key of one of a version's files (WEIGHTS_FILE, MANIFEST_FILE)."""
+    return f"{version_prefix(prefix, model_name, version)}/{file_name}"
+
+
 def weights_key(prefix: str, model_name: str, version: str) -> str:
-    return f"{version_prefix(prefix, model_name, version)}/{WEIGHTS_FILE}"
+    return version_file_key(prefix, model_name, version, WEIGHTS_FILE)
 
 
 def manifest_key(prefix: str, model_name: str, version: str) -> str:
-    return f"{version_prefix(prefix, model_name, version)}/{MANIFEST_FILE}"
+    return version_file_key(prefix, model_name, version, MANIFEST_FILE)
 
 
 def latest_key(prefix: str, model_name: str) -> str:

@@ -1,4 +1,8 @@
-"""Where the model lives and how its objects are read: S3 (any endpoint) or a local folder.
+"""Model stores, torch-free: where the model lives, how its objects are read, which version is served.
+
+One parser for store URIs (`s3://bucket/prefix`, a folder, `file://folder`), the local
+and S3 stores (read, exists, describe), and version resolution (`latest` or pinned).
+The publishers in `model_training.publishing` extend these stores.
 
 The function's environment names the model (set by the CDK stack, or by the local
 endpoint):
@@ -13,12 +17,14 @@ boto3 honours AWS_ENDPOINT_URL_S3, so the same code reads moto or MinIO locally.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
-from lambda_src.artifact import LATEST, check_name, latest_key
+from lambda_src.artifact import LATEST, check_name, latest_key, manifest_key
 from lambda_src.contract import ENV_MODEL_NAME, ENV_MODEL_STORE, ENV_MODEL_VERSION
 from lambda_src.errors import ArtifactNotFound, ManifestError, ModelArtifactError
 
@@ -27,10 +33,35 @@ class ModelStore(Protocol):
     """Read access to the objects of a model store, by key relative to the store root."""
 
     prefix: str
+    store_uri: str
 
     def read(self, key: str) -> bytes: ...
 
+    def exists(self, key: str) -> bool: ...
+
     def describe(self, key: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class StoreUri:
+    """A parsed store URI: an S3 bucket and key prefix, or a local folder (`bucket` None)."""
+
+    bucket: str | None
+    path: str  # the key prefix in the bucket (no surrounding slashes), or the folder
+
+
+def parse_store_uri(store_uri: str) -> StoreUri:
+    """`s3://bucket/prefix`, a folder path or `file://folder`; ValueError for anything else."""
+    parsed = urlparse(store_uri)
+    if parsed.scheme == "s3":
+        if not parsed.netloc:
+            raise ValueError(f"{store_uri!r} names no bucket: use s3://bucket/prefix")
+        return StoreUri(parsed.netloc, parsed.path.strip("/"))
+    if parsed.scheme == "file":
+        return StoreUri(None, parsed.path)
+    if parsed.scheme:
+        raise ValueError(f"unsupported model store {store_uri!r}: use s3://bucket/prefix or a folder")
+    return StoreUri(None, store_uri)
 
 
 @dataclass(frozen=True)
@@ -64,6 +95,7 @@ class LocalModelStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.prefix = ""
+        self.store_uri = str(root)
 
     def read(self, key: str) -> bytes:
         path = self.root / key
@@ -73,6 +105,9 @@ class LocalModelStore:
             raise ArtifactNotFound(f"{self.describe(key)} does not exist") from None
         except OSError as error:
             raise ModelArtifactError(f"cannot read {self.describe(key)}: {error.strerror}") from None
+
+    def exists(self, key: str) -> bool:
+        return (self.root / key).is_file()
 
     def describe(self, key: str) -> str:
         return str(self.root / key)
@@ -84,6 +119,7 @@ class S3ModelStore:
     def __init__(self, bucket: str, prefix: str, client: Any | None = None) -> None:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
+        self.store_uri = f"s3://{bucket}/{self.prefix}".rstrip("/")
         self._client = client
 
     @property
@@ -95,10 +131,24 @@ class S3ModelStore:
         return self._client
 
     def read(self, key: str) -> bytes:
+        with self._errors(key):
+            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
+    def exists(self, key: str) -> bool:
+        try:
+            with self._errors(key):
+                self.client.head_object(Bucket=self.bucket, Key=key)
+        except ArtifactNotFound:
+            return False
+        return True
+
+    @contextmanager
+    def _errors(self, key: str) -> Iterator[None]:
+        """boto3's errors about `key` as ArtifactNotFound (missing) or ModelArtifactError (the rest)."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            yield
         except ClientError as error:
             code = error.response.get("Error", {}).get("Code", "")
             # Without s3:ListBucket (least privilege) S3 answers 403 for a missing key.
@@ -129,15 +179,18 @@ def resolve_version(store: ModelStore, model_name: str, version: str) -> str:
         raise ManifestError(f"{store.describe(key)} does not name a version: {error}") from None
 
 
+def published_version(store: ModelStore, model_name: str, version: str) -> str | None:
+    """The version `version` selects ("latest" or pinned) if the store has it, else None."""
+    try:
+        resolved = resolve_version(store, model_name, version)
+    except ArtifactNotFound:
+        return None
+    return resolved if store.exists(manifest_key(store.prefix, model_name, resolved)) else None
+
+
 def open_store(store_uri: str) -> LocalModelStore | S3ModelStore:
     """A store for `s3://bucket/prefix` or a local folder path (plain or file://)."""
-    parsed = urlparse(store_uri)
-    if parsed.scheme == "s3":
-        if not parsed.netloc:
-            raise ValueError(f"{store_uri!r} names no bucket: use s3://bucket/prefix")
-        return S3ModelStore(parsed.netloc, parsed.path)
-    if parsed.scheme == "file":
-        return LocalModelStore(Path(parsed.path))
-    if parsed.scheme:
-        raise ValueError(f"unsupported model store {store_uri!r}: use s3://bucket/prefix or a folder")
-    return LocalModelStore(Path(store_uri))
+    parsed = parse_store_uri(store_uri)
+    if parsed.bucket is not None:
+        return S3ModelStore(parsed.bucket, parsed.path)
+    return LocalModelStore(Path(parsed.path))

@@ -13,9 +13,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from lambda_src.artifact import LATEST, latest_key, manifest_key
-from lambda_src.errors import ArtifactNotFound
-from lambda_src.model_store import ModelLocation, open_store
+from lambda_src.artifact import LATEST
+from lambda_src.model_store import ModelLocation, open_store, published_version
 from local_endpoint.cli import add_serving_options, run
 from local_endpoint.server import LocalEndpoint
 from local_endpoint.service import location_from_args
@@ -44,18 +43,6 @@ def parser() -> argparse.ArgumentParser:
         help="folder for the generated example images (default: %(default)s)",
     )
     return cli
-
-
-def published_version(location: ModelLocation) -> str | None:
-    """The version `location` selects if the store has it, else None."""
-    store = open_store(location.store_uri)
-    try:
-        if location.version == LATEST:
-            return store.read(latest_key(store.prefix, location.model_name)).decode("utf-8").strip()
-        store.read(manifest_key(store.prefix, location.model_name, location.version))
-        return location.version
-    except ArtifactNotFound:
-        return None
 
 
 def train_and_publish(location: ModelLocation) -> None:
@@ -121,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     examples: list[Path] = []
 
     def prepare() -> None:
-        version = published_version(location)
+        version = published_version(open_store(location.store_uri), location.model_name, location.version)
         if version is None:
             print(f"No version of {location.model_name} in {args.store} yet: training the demo model.")
             train_and_publish(location)

@@ -28,7 +28,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlparse
 
 from tqdm import tqdm
 
@@ -42,11 +41,13 @@ from lambda_src.artifact import (
     manifest_key,
     model_prefix,
     sha256_hex,
+    version_file_key,
     version_prefix,
     weights_key,
 )
+from lambda_src.contract import JSON_MEDIA_TYPE
 from lambda_src.errors import IntegrityError, ManifestError, VersionExists
-from lambda_src.model_store import S3ModelStore
+from lambda_src.model_store import LocalModelStore, S3ModelStore, parse_store_uri
 
 _AUTO_VERSION = re.compile(r"^v([0-9]+)$")
 
@@ -68,7 +69,7 @@ class PublishedVersion:
     @property
     def location(self) -> str:
         """The version's folder, as a URI a person can paste."""
-        return _join_uri(self.store_uri, f"{self.model_name}/{self.version}/")
+        return version_uri(self.store_uri, self.model_name, self.version)
 
 
 @dataclass(frozen=True)
@@ -99,8 +100,9 @@ class Publisher(Protocol):
     def write_latest(self, model_name: str, version: str) -> None: ...
 
 
-def _join_uri(store_uri: str, suffix: str) -> str:
-    return store_uri.rstrip("/") + "/" + suffix
+def version_uri(store_uri: str, model_name: str, version: str) -> str:
+    """A version's folder under `store_uri`, as a URI a person can paste."""
+    return f"{store_uri.rstrip('/')}/{version_prefix('', model_name, version)}/"
 
 
 def version_sort_key(version: str) -> tuple[int, int, str]:
@@ -157,7 +159,7 @@ def publish(
     version = check_name("version", version) if version else next_version(taken)
     if version in taken:
         raise VersionExists(
-            f"{_join_uri(publisher.store_uri, f'{model_name}/{version}/')} already exists and versions are "
+            f"{version_uri(publisher.store_uri, model_name, version)} already exists and versions are "
             "never overwritten: publish under another --version (or omit it for the next free one)"
         )
     manifest = dataclasses.replace(manifest, model_name=model_name, version=version)
@@ -183,25 +185,17 @@ def list_versions(store_uri: str, model_name: str, *, s3_client: Any = None) -> 
 
 def open_publisher(store_uri: str, *, s3_client: Any = None) -> Publisher:
     """A publisher for `s3://bucket/prefix` or a local folder (plain path or file://)."""
-    parsed = urlparse(store_uri)
-    if parsed.scheme == "s3":
-        if not parsed.netloc:
-            raise PublishError(f"{store_uri!r} names no bucket: use s3://bucket/prefix")
-        return S3Publisher(parsed.netloc, parsed.path.strip("/"), client=s3_client)
-    if parsed.scheme == "file":
-        return LocalPublisher(Path(parsed.path))
-    if parsed.scheme:
-        raise PublishError(f"unsupported model store {store_uri!r}: use s3://bucket/prefix or a folder")
-    return LocalPublisher(Path(store_uri))
+    try:
+        parsed = parse_store_uri(store_uri)
+    except ValueError as error:
+        raise PublishError(str(error)) from None
+    if parsed.bucket is not None:
+        return S3Publisher(parsed.bucket, parsed.path, client=s3_client)
+    return LocalPublisher(Path(parsed.path))
 
 
-class LocalPublisher:
-    """A model store in a local folder, laid out exactly like the bucket (what LocalModelStore reads)."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.prefix = ""
-        self.store_uri = str(root)
+class LocalPublisher(LocalModelStore):
+    """A model store in a local folder that can also publish."""
 
     def _model_dir(self, model_name: str) -> Path:
         return self.root / model_prefix(self.prefix, model_name)
@@ -213,8 +207,11 @@ class LocalPublisher:
         return {path.name for path in folder.iterdir() if path.is_dir() and not path.name.startswith(".")}
 
     def complete_versions(self, model_name: str) -> set[str]:
-        folder = self._model_dir(model_name)
-        return {name for name in self.taken_versions(model_name) if (folder / name / MANIFEST_FILE).is_file()}
+        return {
+            version
+            for version in self.taken_versions(model_name)
+            if self.exists(manifest_key(self.prefix, model_name, version))
+        }
 
     def read_text(self, key: str) -> str | None:
         try:
@@ -303,18 +300,11 @@ def _sha256_base64(data: bytes) -> str:
     return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
 
 
-_CONTENT_TYPES = {WEIGHTS_FILE: "application/octet-stream", MANIFEST_FILE: "application/json"}
+_CONTENT_TYPES = {WEIGHTS_FILE: "application/octet-stream", MANIFEST_FILE: JSON_MEDIA_TYPE}
 
 
 class S3Publisher(S3ModelStore):
     """A model store under `s3://bucket/prefix` that can also publish (boto3 honours AWS_ENDPOINT_URL_S3)."""
-
-    def __init__(self, bucket: str, prefix: str, client: Any = None) -> None:
-        super().__init__(bucket, prefix, client=client)
-        self.store_uri = f"s3://{bucket}/{self.prefix}".rstrip("/")
-
-    def _uri(self, key: str) -> str:
-        return self.describe(key)
 
     def _list_keys(self, prefix: str) -> Iterator[str]:
         pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
@@ -325,7 +315,7 @@ class S3Publisher(S3ModelStore):
     def _version_files(self, model_name: str) -> Iterator[tuple[str, str]]:
         """(version, file name) for every object in a version folder of `model_name`."""
         base = model_prefix(self.prefix, model_name) + "/"
-        with s3_errors(f"listing {self._uri(base)}"):
+        with s3_errors(f"listing {self.describe(base)}"):
             for key in self._list_keys(base):
                 version, _, name = key[len(base) :].partition("/")
                 if name:
@@ -341,7 +331,7 @@ class S3Publisher(S3ModelStore):
         from botocore.exceptions import ClientError
 
         try:
-            with s3_errors(f"reading {self._uri(key)}"):
+            with s3_errors(f"reading {self.describe(key)}"):
                 return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read().decode("utf-8")
         except PublishError as error:
             missing = isinstance(error.__cause__, ClientError) and _error_code(error.__cause__) in {
@@ -356,7 +346,7 @@ class S3Publisher(S3ModelStore):
         written: list[str] = []
         try:
             for name, data in files.items():
-                key = f"{version_prefix(self.prefix, model_name, version)}/{name}"
+                key = version_file_key(self.prefix, model_name, version, name)
                 self._put_new(key, data, _CONTENT_TYPES[name], progress)
                 written.append(key)
                 self._verify(key, data)
@@ -366,7 +356,7 @@ class S3Publisher(S3ModelStore):
 
     def write_latest(self, model_name: str, version: str) -> None:
         key = latest_key(self.prefix, model_name)
-        with s3_errors(f"writing {self._uri(key)}"):
+        with s3_errors(f"writing {self.describe(key)}"):
             self.client.put_object(
                 Bucket=self.bucket,
                 Key=key,
@@ -382,7 +372,7 @@ class S3Publisher(S3ModelStore):
 
         with _progress_bar(f"uploading {key.rsplit('/', 1)[-1]}", len(data), progress) as bar:
             try:
-                with s3_errors(f"uploading {self._uri(key)}"):
+                with s3_errors(f"uploading {self.describe(key)}"):
                     self.client.put_object(
                         Bucket=self.bucket,
                         Key=key,
@@ -397,22 +387,23 @@ class S3Publisher(S3ModelStore):
                 cause = error.__cause__
                 if isinstance(cause, ClientError) and _error_code(cause) in {"PreconditionFailed", "412"}:
                     raise VersionExists(
-                        f"{self._uri(key)} already exists (published concurrently?) and versions are never "
-                        "overwritten"
+                        f"{self.describe(key)} already exists (published concurrently?) and versions are "
+                        "never overwritten"
                     ) from None
                 raise
 
     def _verify(self, key: str, data: bytes) -> None:
         """Ask S3 what it stored: the size and SHA-256 must be ours."""
-        with s3_errors(f"checking {self._uri(key)}"):
+        with s3_errors(f"checking {self.describe(key)}"):
             head = self.client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
         if head.get("ContentLength") != len(data):
             raise IntegrityError(
-                f"{self._uri(key)} holds {head.get('ContentLength')} bytes after upload, expected {len(data)}"
+                f"{self.describe(key)} holds {head.get('ContentLength')} bytes after upload, "
+                f"expected {len(data)}"
             )
         if head.get("ChecksumSHA256") != _sha256_base64(data):
             raise IntegrityError(
-                f"{self._uri(key)} has SHA-256 {head.get('ChecksumSHA256')!r} after upload, "
+                f"{self.describe(key)} has SHA-256 {head.get('ChecksumSHA256')!r} after upload, "
                 f"expected {_sha256_base64(data)!r}"
             )
 
@@ -422,7 +413,9 @@ class S3Publisher(S3ModelStore):
             try:
                 self.client.delete_object(Bucket=self.bucket, Key=key)
             except Exception:  # cleanup must not hide the error that made the publish fail
-                print(f"warning: could not remove {self._uri(key)}; LATEST was not moved", file=sys.stderr)
+                print(
+                    f"warning: could not remove {self.describe(key)}; LATEST was not moved", file=sys.stderr
+                )
 
 
 def _error_code(error: Exception) -> str:
