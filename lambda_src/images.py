@@ -43,7 +43,7 @@ def decode_image(data: bytes, *, max_pixels: int, min_side: int, what: str = "th
     """
     if not data:
         raise BadRequest(f"{what} is empty")
-    image = _open(data, what)
+    image = open_image(data, what)
     width, height = image.size
     if width * height > max_pixels:
         raise PayloadTooLarge(
@@ -74,8 +74,8 @@ def _check_resized_size(width: int, height: int, *, min_side: int, max_pixels: i
         )
 
 
-def _open(data: bytes, what: str) -> Image.Image:
-    """Identify the format from the header (no pixel data is decoded yet)."""
+def open_image(data: bytes, what: str = "the image") -> Image.Image:
+    """Identify an accepted format from the header (no pixel data is decoded yet); 4xx ApiError if not."""
     try:
         image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
     except Image.DecompressionBombError as error:

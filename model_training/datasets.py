@@ -1,12 +1,15 @@
 """Training data: an ImageFolder-layout directory or the demo set, split and transformed.
 
-Validation images go through `lambda_src.preprocessing.eval_transform`, exactly
-what the endpoint does, so the reported accuracy is the served model's accuracy.
+Validation images go through the endpoint's own input verb
+(`lambda_src.classifier.ModelInput`: the same decoder, reduced-scale JPEG decoding
+included, the same limits and preprocessing), so the reported accuracy is the
+served model's. Only the formats the endpoint accepts (JPEG, PNG, WebP) are used.
 Training images get light augmentation built around the same normalisation.
 """
 
 from __future__ import annotations
 
+import io
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,7 +22,11 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.transforms import v2
 
 from lambda_src.artifact import Preprocessing
-from lambda_src.preprocessing import eval_transform, to_rgb
+from lambda_src.classifier import ModelInput
+from lambda_src.errors import ApiError
+from lambda_src.images import open_image
+from lambda_src.preprocessing import to_rgb
+from lambda_src.settings import RuntimeSettings
 from model_training.demo_data import DEMO_CLASSES, demo_images
 
 ImageSource = Image.Image | Path  # an image in memory (demo) or a file (image folder)
@@ -50,12 +57,29 @@ def open_rgb(source: ImageSource) -> Image.Image:
 
 
 def _check_readable(path: Path) -> None:
-    """Read the image header only: cheap, and catches non-images before training starts."""
+    """Check the header and structure only: catches non-images and formats the endpoint refuses early."""
     try:
-        with Image.open(path) as image:
+        with open_image(path.read_bytes(), "the file") as image:
             image.verify()
+    except ApiError as error:
+        raise TrainingDataError(
+            f"cannot read image {path}: {error.message} (the endpoint takes JPEG, PNG and WebP only, "
+            "so training does too)"
+        ) from None
     except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as error:
         raise TrainingDataError(f"cannot read image {path}: {error}") from None
+
+
+def encoded(source: ImageSource) -> bytes:
+    """The image's file bytes; in-memory images (the demo set) as PNG, which is lossless."""
+    if isinstance(source, Path):
+        try:
+            return source.read_bytes()
+        except OSError as error:
+            raise TrainingDataError(f"cannot read image {source}: {error.strerror}") from None
+    buffer = io.BytesIO()
+    source.save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def load_image_folder(root: Path) -> LabelledImages:
@@ -129,7 +153,7 @@ def train_transform(preprocessing: Preprocessing) -> Callable[[Image.Image], tor
 
 
 class TransformedImages(Dataset):
-    """(tensor, class index) pairs: opens each image as RGB, then applies `transform`."""
+    """(tensor, class index) pairs for training: opens each image as RGB, then applies `transform`."""
 
     def __init__(
         self,
@@ -147,11 +171,27 @@ class TransformedImages(Dataset):
         return self.transform(open_rgb(source)), label
 
 
+class ServedImages(Dataset):
+    """(tensor, class index) pairs for validation: each image's bytes through the endpoint's input verb."""
+
+    def __init__(self, samples: Sequence[tuple[ImageSource, int]], preprocessing: Preprocessing) -> None:
+        self.samples = list(samples)
+        self.model_input = ModelInput(preprocessing, max_pixels=RuntimeSettings().max_image_pixels)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        source, label = self.samples[index]
+        what = f"image {source}" if isinstance(source, Path) else f"validation image {index}"
+        try:
+            return self.model_input(encoded(source), what=what), label
+        except ApiError as error:
+            raise TrainingDataError(f"cannot use {error.message}") from None
+
+
 def train_and_val_datasets(
     data: LabelledImages, preprocessing: Preprocessing, val_fraction: float, seed: int
-) -> tuple[TransformedImages, TransformedImages]:
+) -> tuple[TransformedImages, ServedImages]:
     train, val = split(data, val_fraction, seed)
-    return (
-        TransformedImages(train, train_transform(preprocessing)),
-        TransformedImages(val, eval_transform(preprocessing)),
-    )
+    return TransformedImages(train, train_transform(preprocessing)), ServedImages(val, preprocessing)

@@ -164,6 +164,16 @@ def test_an_unreadable_image(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     )
 
 
+def test_a_format_the_endpoint_refuses(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = make_image_folder(tmp_path / "data", {"a": 3, "b": 3})
+    Image.new("RGB", (48, 40), (9, 9, 9)).save(data / "a" / "flat.bmp")
+    assert_fails(
+        capsys,
+        ["train", str(data), "--output", str(tmp_path / "out")],
+        f"cannot read image {data}/a/flat.bmp: the file is a BMP image",
+    )
+
+
 def test_a_single_class(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = make_image_folder(tmp_path / "data", {"only": 5})
     (tmp_path / "data" / "empty").mkdir()

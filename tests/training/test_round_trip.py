@@ -8,6 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
+from lambda_src.classifier import ImageClassifier
 from lambda_src.loader import LoadedModel, load_model
 from lambda_src.model_store import ModelLocation
 from lambda_src.preprocessing import eval_transform, to_rgb
@@ -18,25 +19,26 @@ from model_training.training import TrainingResult, save_output, train
 from .conftest import MODEL_NAME, Bucket, quiet, tiny_config
 
 
-def example_images(folder: Path, per_class: int) -> tuple[list[Image.Image], list[int]]:
-    """Unseen demo images (saved as PNG and read back, as a client would) and their true classes."""
+def example_images(folder: Path, per_class: int) -> tuple[list[Path], list[int]]:
+    """Unseen demo images saved as PNG files (what a client sends) and their true classes."""
     paths = write_examples(folder, per_class=per_class, image_format="png")
-    images = [to_rgb(Image.open(path)) for path in paths]
-    return images, [DEMO_CLASSES.index(path.name.split("-")[0]) for path in paths]
+    return paths, [DEMO_CLASSES.index(path.name.split("-")[0]) for path in paths]
 
 
-def in_memory_classes(result: TrainingResult, images: list[Image.Image]) -> list[int]:
+def in_memory_classes(result: TrainingResult, images: list[Path]) -> list[int]:
     transform = eval_transform(result.manifest.preprocessing)
+    pictures = [to_rgb(Image.open(path)) for path in images]
     with torch.inference_mode():
-        return result.model(torch.stack([transform(image) for image in images])).argmax(dim=1).tolist()
+        return result.model(torch.stack([transform(picture) for picture in pictures])).argmax(dim=1).tolist()
 
 
-def served_classes(location: ModelLocation, images: list[Image.Image]) -> tuple[list[int], LoadedModel]:
+def served_classes(location: ModelLocation, images: list[Path]) -> tuple[list[int], LoadedModel]:
     # Keep this process's thread count: the loader would otherwise set it for every test after this one.
     loaded = load_model(location, torch_threads=torch.get_num_threads())
-    with torch.inference_mode():
-        batch = torch.stack([loaded.transform(image) for image in images])
-        return loaded.network(batch).argmax(dim=1).tolist(), loaded
+    classifier = ImageClassifier(loaded, max_image_pixels=10_000_000)
+    inputs = [classifier.input(path.read_bytes()) for path in images]
+    ranked = classifier.predict(inputs, top_k=1)
+    return [predictions[0].index for predictions in ranked], loaded
 
 
 @pytest.mark.slow
