@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from local_endpoint.cli import add_serving_options, run
-from local_endpoint.service import location_from_args
+from local_endpoint.cli import add_serving_options, location_from_args, run
 
 
 def parser() -> argparse.ArgumentParser:

@@ -1,18 +1,121 @@
-"""The command-line flow `python -m local_endpoint` and the demo share: bind, load, report, serve."""
+"""How `python -m local_endpoint` and the demo start: options, bind, load the handler, report, serve."""
 
 from __future__ import annotations
 
 import argparse
+import errno
+import importlib
 import io
+import ipaddress
+import os
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from lambda_src.artifact import LATEST
-from lambda_src.model_store import ModelLocation
-from local_endpoint.server import LocalEndpoint, serve_until_stopped
-from local_endpoint.service import DEFAULT_HOST, DEFAULT_PORT, bind, describe_model, load_function
+from lambda_src.contract import (
+    ENV_MODEL_NAME,
+    ENV_MODEL_STORE,
+    ENV_MODEL_VERSION,
+    ENV_POWERTOOLS_METRICS_DISABLED,
+)
+from lambda_src.model_store import ModelLocation, parse_store_uri
+from local_endpoint.lambda_context import FunctionSettings
+from local_endpoint.server import LambdaHandler, LocalEndpoint, serve_until_stopped
+
+if TYPE_CHECKING:  # importing it loads torch: only the handler module should, when it is time
+    from lambda_src.service import InferenceService
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+HANDLER_MODULE = "lambda_src.handler"
+
+
+def location_from_args(args: argparse.Namespace) -> ModelLocation:
+    """The model to serve; a local folder becomes an absolute path so the logs say where it is."""
+    store = args.store
+    parsed = parse_store_uri(store)
+    if parsed.bucket is None:
+        store = str(Path(parsed.path).expanduser().resolve())
+    return ModelLocation(store_uri=store, model_name=args.model_name, version=args.version)
+
+
+def _not_loaded(event: dict[str, Any], context: Any) -> Any:
+    raise RuntimeError("the handler is not loaded yet")
+
+
+def bind(host: str, port: int, handler: LambdaHandler = _not_loaded) -> LocalEndpoint:
+    """Listen on host:port now (so a busy port fails fast, before the slow model load)."""
+    if not _is_loopback(host):
+        print(
+            f"warning: listening on {host}: the local endpoint has no authentication; "
+            "anyone who can reach this address can use it",
+            file=sys.stderr,
+        )
+    try:
+        return LocalEndpoint((host, port), handler, function=FunctionSettings())
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            raise ValueError(
+                f"port {port} on {host} is in use: pick another with --port (make: PORT=...)"
+            ) from None
+        raise ValueError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def load_function(location: ModelLocation) -> ModuleType:
+    """Import the Lambda handler module with the model environment the deployed function gets.
+
+    The module loads the model at import, exactly as in a Lambda cold start; its
+    `lambda_handler` is what the server invokes and its `service` says what it serves.
+    """
+    loaded = sys.modules.get(HANDLER_MODULE)
+    if loaded is not None:
+        # The module made its service at import: importing it again would silently serve the first model.
+        served = getattr(getattr(loaded, "service", None), "location", None)
+        if served != location:
+            raise ValueError(
+                f"this process already serves {_describe(served)}; it cannot also serve "
+                f"{_describe(location)} (the handler loads one model per process, like a Lambda "
+                "execution environment): start another process for it"
+            )
+        return loaded
+    # CloudWatch turns the function's metric lines into metrics; locally they would only be noise.
+    os.environ.setdefault(ENV_POWERTOOLS_METRICS_DISABLED, "true")
+    os.environ[ENV_MODEL_STORE] = location.store_uri
+    os.environ[ENV_MODEL_NAME] = location.model_name
+    os.environ[ENV_MODEL_VERSION] = location.version
+    return importlib.import_module(HANDLER_MODULE)
+
+
+def _describe(location: ModelLocation | None) -> str:
+    if location is None:
+        return "a misconfigured model location"
+    return f"{location.model_name} ({location.version}) from {location.store_uri}"
+
+
+def describe_model(service: InferenceService) -> str:
+    """One line saying what is served, or that nothing is yet."""
+    model = service.model
+    if model is None:
+        return (
+            "Model unavailable: the 'model load failed' log line above says why. The endpoint answers "
+            "503 until a load succeeds (it retries on requests, like the function)."
+        )
+    manifest = model.manifest
+    return (
+        f"Model ready: {manifest.model_name} version {manifest.version} "
+        f"({manifest.architecture}, {manifest.num_classes} classes: {', '.join(manifest.labels)})"
+    )
 
 
 def add_serving_options(

@@ -15,9 +15,8 @@ from pathlib import Path
 
 from lambda_src.artifact import LATEST
 from lambda_src.model_store import ModelLocation, open_store, published_version
-from local_endpoint.cli import add_serving_options, run
+from local_endpoint.cli import add_serving_options, location_from_args, run
 from local_endpoint.server import LocalEndpoint
-from local_endpoint.service import location_from_args
 from model_training.demo_data import write_examples
 from model_training.publishing import publish
 from model_training.training import DEMO_MODEL_NAME, TrainingConfig, save_output, train
