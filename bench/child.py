@@ -1,7 +1,8 @@
 """What every measuring child process shares: loading the handler, calling it, reporting back.
 
-Kept to the standard library and `bench.events` so that importing it costs a child
-next to nothing before the measured work starts.
+Kept to the standard library and `bench.events` (standard library and the local
+endpoint's gateway) so that importing it costs a child next to nothing before the
+measured work starts.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.events import LambdaContext
+from bench.events import lambda_context
 
 DEFAULT_HANDLER = "lambda_src.handler:lambda_handler"
 # Modules whose presence in a serving process tells whether it imports more than it needs.
@@ -35,7 +36,7 @@ def import_handler(spec: str = DEFAULT_HANDLER) -> Handler:
 
 def invoke(handler: Handler, event: dict) -> dict:
     """Call the handler like the Lambda runtime; anything but a 200 stops the benchmark."""
-    response = handler(event, LambdaContext())
+    response = handler(event, lambda_context())
     if response.get("statusCode") != 200:
         raise BenchFailure(
             f"handler answered {response.get('statusCode')}: {str(response.get('body'))[:500]}"

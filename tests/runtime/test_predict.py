@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+from bench.events import json_image_event, lambda_context, raw_image_event
 from lambda_src.images import decode_image
 from lambda_src.service import InferenceService
 
@@ -283,3 +284,14 @@ def test_with_cors_configured_every_response_allows_the_origin(
     service, _, _ = make_service("colours", cors_allow_origin="https://app.example.com")
     for event in (json_event({"image": b64(RED_PNG)}), api_gateway_event("GET", "/nowhere")):
         assert service.handle(event)["headers"]["Access-Control-Allow-Origin"] == "https://app.example.com"
+
+
+def test_the_benchmarks_events_are_answered_like_the_apis(
+    service: InferenceService, tiny_model: torch.nn.Module
+) -> None:
+    # The bench measures the handler on events built by the local endpoint's gateway code.
+    raw = service.handle(raw_image_event(GREEN_JPEG), lambda_context())
+    batch = service.handle(json_image_event([RED_PNG, BLUE_WEBP]), lambda_context())
+    assert raw["statusCode"] == batch["statusCode"] == 200, (raw["body"], batch["body"])
+    assert_matches_model(body_of(raw)["results"][0], tiny_model, GREEN_JPEG)
+    assert [r["predictions"][0]["label"] for r in body_of(batch)["results"]] == ["red", "blue"]
