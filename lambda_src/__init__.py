@@ -1,18 +1,23 @@
 """Inference runtime: the code inside the Lambda container image.
 
 It owns the model artifact contract (manifest, layout, architecture registry,
-preprocessing, error types); `model_training` imports these, never the reverse.
-This package never imports aws_cdk.
+preprocessing, error types) and, in `contract`, every name that crosses a boundary;
+`model_training`, `local_endpoint`, `bench` and `stacks` import these, never the
+reverse. This package never imports aws_cdk.
 
     handler          the Lambda entry point: one InferenceService, made and loaded at init
-    service          InferenceService: routes events, loads the model, retries, logs, metrics
+    service          InferenceService: routes events, maps errors to responses, logs and metrics
+    model_holder     ModelHolder: loads the model once, keeps why it failed, retries after a wait
+    loader           the `load` verb: resolve the version, verify the artifact, build and warm up
+    classifier       ImageClassifier: the `input`, `predict` and `output` verbs over a loaded model
     api_gateway      REST proxy events in, JSON proxy responses out
     predict_request  a POST /predict body and ?top_k=, validated before any image is decoded
     images           image bytes to an upright RGB picture (JPEG, PNG, WebP only, within limits)
-    loader           resolve the version, verify the artifact, build, load and warm up the model
-    predictor        preprocessing, one forward pass, top-k
+    preprocessing    RGB picture to tensor, as the manifest says
+    model_store      store URIs, local and S3 stores, version resolution (torch-free)
     settings         the runtime's environment tunables
     telemetry        JSON logs and CloudWatch EMF metrics
     cpus, timing     how many CPUs torch may use; phase durations
-    artifact, architectures, preprocessing, errors, model_store: the shared contract
+    contract         environment names, metric names, media types, limits, routes, auth modes
+    artifact, architectures, errors: the model artifact contract shared with training
 """
