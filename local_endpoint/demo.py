@@ -91,7 +91,7 @@ def instructions(url: str, examples: list[Path]) -> str:
         *(f"  {line}" for line in curl_lines(url, first)),
         "",
         f"Other examples: {others}",
-        f"Or with the project's client: .venv/bin/python -m model_training predict {url} {shown_path(first)}",
+        f"Or with the project's client: .venv/bin/python -m endpoint_client predict {url} {shown_path(first)}",
         "",
     ]
     return "\n".join(lines)
