@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from lambda_src.contract import API_GATEWAY_MAX_BODY_BYTES, IMAGE_MEDIA_TYPES, LAMBDA_MAX_PAYLOAD_BYTES
 from lambda_src.errors import BadRequest
-from local_endpoint import gateway
+from local_endpoint import gateway, web
 from local_endpoint.lambda_context import FunctionSettings, new_context, new_log_stream_name
 
 LambdaHandler = Callable[[dict[str, Any], Any], Any]
@@ -94,10 +94,12 @@ class _ProxyRequestHandler(BaseHTTPRequestHandler):
     timeout = 30  # seconds a client may stall while sending its request
 
     def do_GET(self) -> None:
-        self._proxy()
+        if not self._serve_web_page():
+            self._proxy()
 
     def do_HEAD(self) -> None:
-        self._proxy()
+        if not self._serve_web_page():
+            self._proxy()
 
     def do_POST(self) -> None:
         self._proxy()
@@ -124,6 +126,17 @@ class _ProxyRequestHandler(BaseHTTPRequestHandler):
             self._access_log(request_id, refused.response, time.monotonic())
             return False
         return super().handle_expect_100()
+
+    def _serve_web_page(self) -> bool:
+        """Answer GET/HEAD of the browser page and API docs (local_endpoint/web.py) without the function."""
+        path = urlsplit(self.path).path
+        if not web.handles(self.command, path):
+            return False
+        started = time.monotonic()
+        response = web.response_for(path)
+        self._send(response)
+        self._access_log(gateway.new_request_id(), response, started)
+        return True
 
     def _proxy(self) -> None:
         started = time.monotonic()
