@@ -6,6 +6,15 @@ PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CDK := npx --no-install cdk
 
+# Where torch and torchvision come from (same pinned versions either way, see README):
+#   TORCH=default  the regular index: works everywhere; on Linux it is the CUDA build
+#   TORCH=cpu      the PyTorch CPU index: no CUDA libraries, a fraction of the download
+TORCH ?= default
+TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
+ifeq ($(filter $(TORCH),default cpu),)
+$(error TORCH must be default or cpu, not '$(TORCH)')
+endif
+
 # Local demo: where `make demo` keeps its model store and example images.
 DEMO_STORE ?= .model-store
 DEMO_MODEL ?= demo-shapes
@@ -17,6 +26,12 @@ setup: $(STAMP) node_modules/.package-lock.json
 
 $(STAMP): requirements.txt requirements-dev.txt lambda_src/requirements.txt
 	test -x $(PYTHON) || python3 -m venv $(VENV)
+# TORCH=cpu: torch and torchvision first, at the versions requirements-dev.txt pins; the
+# second install then finds them satisfied (2.14.1+cpu is 2.14.1) and keeps them.
+ifeq ($(TORCH),cpu)
+	$(PYTHON) -m pip install --quiet --index-url $(TORCH_CPU_INDEX) \
+		$$(grep -E '^(torch|torchvision)==' requirements-dev.txt)
+endif
 	$(PYTHON) -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 

@@ -1,4 +1,4 @@
-"""`python -m local_endpoint.demo` (`make demo`): train, publish, serve and print the curl lines to try.
+"""`python -m local_endpoint.demo` (`make demo`): train, publish, serve, print the page URL and curl lines.
 
 Idempotent: the demo model is trained and published into the local store only when
 the store has no version of it yet; later runs serve what is there. Example images
@@ -17,6 +17,7 @@ from lambda_src.artifact import LATEST
 from lambda_src.model_store import ModelLocation, open_store, published_version
 from local_endpoint.cli import add_serving_options, location_from_args, run
 from local_endpoint.server import LocalEndpoint
+from local_endpoint.web import DOCS_PATH, PAGE_PATH
 from model_training.demo_data import write_examples
 from model_training.publishing import publish
 from model_training.training import DEMO_MODEL_NAME, TrainingConfig, save_output, train
@@ -32,7 +33,7 @@ def parser() -> argparse.ArgumentParser:
         description=(
             "The whole flow on this machine: train the demo model (coloured shapes) and publish it to a "
             "local model store if it has none yet, write example images, serve the model through the "
-            "Lambda handler on 127.0.0.1 and print the curl lines to try."
+            "Lambda handler on 127.0.0.1 and print the page to open and the curl lines to try."
         ),
     )
     add_serving_options(cli, store_default=DEFAULT_STORE, model_name_default=DEMO_MODEL_NAME)
@@ -86,7 +87,9 @@ def instructions(url: str, examples: list[Path]) -> str:
     others = ", ".join(shown_path(path) for path in examples[1:])
     lines = [
         "",
-        f"Try it (in another terminal; {shown_path(first)} is a {first.stem.split('-')[0]}):",
+        f"Open {url}{PAGE_PATH} in a browser and drop an image on it (API docs: {url}{DOCS_PATH}).",
+        "",
+        f"Or try it with curl (in another terminal; {shown_path(first)} is a {first.stem.split('-')[0]}):",
         "",
         *(f"  {line}" for line in curl_lines(url, first)),
         "",

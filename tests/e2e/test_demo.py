@@ -2,7 +2,7 @@
 
 The first-run path (training the full demo model) takes a minute or more, so CI runs
 it through `make demo` (.ci/run); here the demo must find the published version,
-skip training, and print curl lines that work exactly as printed.
+skip training, print the page's URL first and curl lines that work exactly as printed.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import urllib.request
 
 from model_training.demo_data import DEMO_CLASSES
 from tests.e2e.conftest import MODEL_NAME
@@ -25,6 +26,10 @@ def test_demo_skips_training_and_its_printed_curl_lines_work(model_store, publis
         assert f"Found {MODEL_NAME} version {published_version}" in output
         assert "training the demo model" not in output
         assert sorted(path.name for path in examples.iterdir()) == [f"{name}-1.jpg" for name in DEMO_CLASSES]
+        page_url = output.split("Open ", 1)[1].split(" ", 1)[0]
+        assert page_url == f"{demo.url}/"
+        with urllib.request.urlopen(page_url, timeout=30) as page:
+            assert b"<title>Classify an image</title>" in page.read()
         curl_lines = [line.strip() for line in output.splitlines() if line.startswith("  curl ")]
         assert len(curl_lines) == 3
 
