@@ -30,7 +30,7 @@ from tests.local_server import REPO_ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")  # the system driver: Selenium Manager never downloads one
-INSTALL_HINT = "install them with: apt-get update && apt-get install -y chromium chromium-driver"
+INSTALL_HINT = "install both with: apt-get update && apt-get install -y chromium chromium-driver"
 # Headless as root, and nothing that reaches out to the network on its own.
 CHROMIUM_FLAGS = (
     "--headless",
@@ -51,7 +51,7 @@ def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
     """One headless Chromium for the session, with a fresh profile."""
     missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.is_file()]
     if missing:
-        reason = f"no {' or '.join(missing)}: {INSTALL_HINT}"
+        reason = f"Chromium or its driver is missing ({', '.join(missing)}); {INSTALL_HINT}"
         if os.environ.get("CI"):
             pytest.fail(f"browser tests must run in CI: {reason}")
         pytest.skip(reason)

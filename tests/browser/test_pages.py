@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 from selenium.webdriver.chrome.webdriver import WebDriver
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -150,6 +152,23 @@ def test_the_page_fits_a_phone_screen(browser, server, examples):
     )
     assert scroll_width <= width, "nothing sticks out sideways"
     assert browser.find_element(By.ID, "preview").size["width"] <= width
+
+
+@pytest.mark.slow
+def test_the_controls_are_reached_with_the_tab_key_and_have_labels(browser, server):
+    open_page(browser, server.url + "/")
+
+    def tab_to_next() -> tuple[str | None, str]:
+        ActionChains(browser).send_keys(Keys.TAB).perform()
+        control = browser.switch_to.active_element
+        label = browser.execute_script("return arguments[0].labels[0].textContent.trim()", control)
+        return control.get_attribute("id"), label
+
+    assert tab_to_next() == ("file", "Choose an image")
+    # The file input is visually hidden: its label shows the keyboard focus instead.
+    chooser = browser.find_element(By.CSS_SELECTOR, "label[for=file]")
+    assert chooser.value_of_css_property("outline-style") == "solid"
+    assert tab_to_next() == ("top-k", "Labels to show")
 
 
 @pytest.mark.slow
