@@ -17,6 +17,7 @@ import pytest
 import yaml
 from openapi_spec_validator import validate
 
+from lambda_src.contract import HEALTH_PATH, PREDICT_PATH
 from local_endpoint import web
 from local_endpoint.server import LocalEndpoint
 
@@ -117,3 +118,7 @@ def test_pages_load_only_what_this_endpoint_serves(endpoint, page):
     assert references
     for reference in references:
         assert reference in web.WEB_PATHS or reference == "data:,", reference
+
+
+def test_no_page_hides_a_route_of_the_api():
+    assert web.WEB_PATHS.isdisjoint({PREDICT_PATH, HEALTH_PATH})
