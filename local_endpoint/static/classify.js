@@ -1,17 +1,6 @@
 // The classify page: send one image's bytes to POST /predict, like any client, and show the top labels.
 "use strict";
 
-const REASONS = {
-  400: "Bad request",
-  404: "Not found",
-  405: "Method not allowed",
-  413: "Too large",
-  415: "Unsupported media type",
-  429: "Too many requests",
-  502: "Bad gateway",
-  503: "Model unavailable",
-};
-
 const page = {
   model: document.getElementById("model"),
   zone: document.getElementById("drop-zone"),
@@ -120,8 +109,7 @@ async function classify(file) {
   const latency = Math.round(performance.now() - started);
   if (!response.ok) {
     page.status.textContent = `Could not classify ${name} (answered in ${latency} ms).`;
-    const reason = REASONS[response.status] ?? response.statusText;
-    showError(`${response.status} ${reason}: ${errorMessage(body)}`);
+    showError(`${response.status} ${response.statusText}: ${errorMessage(body)}`);
     return;
   }
   const model = body.model;

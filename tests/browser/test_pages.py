@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from http import HTTPStatus
 from pathlib import Path
 
 import pytest
@@ -132,7 +133,7 @@ def test_a_text_file_gets_the_apis_415_message_in_words(browser, server, tmp_pat
 
     error = browser.find_element(By.ID, "error")
     WebDriverWait(browser, WAIT_S).until(lambda _: error.is_displayed())
-    assert error.text == f"415 Unsupported media type: {message}"
+    assert error.text == f"415 {HTTPStatus(415).phrase}: {message}"
     assert error.get_attribute("role") == "alert"  # read out by screen readers as it appears
     assert browser.find_elements(By.CSS_SELECTOR, "#predictions li") == []
     assert not browser.find_element(By.ID, "preview").is_displayed()
