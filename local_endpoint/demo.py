@@ -94,7 +94,8 @@ def instructions(url: str, examples: list[Path]) -> str:
         *(f"  {line}" for line in curl_lines(url, first)),
         "",
         f"Other examples: {others}",
-        f"Or with the project's client: .venv/bin/python -m endpoint_client predict {url} {shown_path(first)}",
+        "Or with the project's client: "
+        f".venv/bin/python -m endpoint_client predict {url} {shown_path(first)}",
         "",
     ]
     return "\n".join(lines)
