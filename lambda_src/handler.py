@@ -16,7 +16,11 @@ _IMPORTS_STARTED = time.perf_counter()
 gc.disable()
 try:
     # Imported after the clock starts on purpose: importing torch is most of a cold start.
-    from lambda_src.service import InferenceService
+    # Without torch._dynamo, which torchvision imports for code no classifier runs.
+    from lambda_src.lean_imports import without_dynamo
+
+    with without_dynamo():
+        from lambda_src.service import InferenceService
 finally:
     gc.freeze()
     gc.enable()
