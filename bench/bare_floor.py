@@ -1,5 +1,6 @@
-"""The cold-start floor: a bare script that imports torch and torchvision, loads the state dict
-and runs one forward. Nothing a serving process could skip.
+"""The bare script: imports torch and torchvision, loads the state dict and runs one forward,
+as a user's own script would. Cold starts are compared with it; it also times its in-process
+part (build, load, forward), the second half of the floor (see `bench.import_torch`).
 
     python -m bench.bare_floor ARCHITECTURE WEIGHTS_PATH RESULT_PATH
 """
@@ -19,6 +20,7 @@ NUM_CLASSES = 1000
 
 
 def main(architecture: str, weights_path: str, result_path: str) -> None:
+    imported_at = time.time()
     model = torchvision.models.get_model(architecture, weights=None, num_classes=NUM_CLASSES)
     model.load_state_dict(torch.load(weights_path, weights_only=True, map_location="cpu"))
     model.eval()
@@ -29,6 +31,7 @@ def main(architecture: str, weights_path: str, result_path: str) -> None:
         result_path,
         {
             "started_at": STARTED_AT,
+            "imported_at": imported_at,
             "done_at": done_at,
             "peak_rss_mb": peak_rss_mb(),
             "threads": torch.get_num_threads(),

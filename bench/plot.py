@@ -20,7 +20,7 @@ WARM_SERIES = {
 COLD_SERIES = {
     "floor_bare": "bare script",
     "handler_local": "serving, local",
-    "handler_s3": "serving, S3 (moto)",
+    "handler_s3": "serving, S3 (moto behind a latency proxy)",
 }
 
 

@@ -56,28 +56,47 @@ def warm_table(models: dict[str, Any]) -> str:
 def cold_table(models: dict[str, Any]) -> str:
     rows = []
     for name, result in models.items():
-        cold, ratio = result["cold_start_s"], result["ratios"]
+        cold = result["cold_start_s"]
+        bare, local, s3 = (cold[key]["median"] for key in ("floor_bare", "handler_local", "handler_s3"))
+        floor = cold.get("floor")  # absent from results of runs before it was measured
+        parts = f"{floor['import_torch_s']:.2f} + {floor['build_load_forward_s']:.2f}" if floor else ""
         rows.append(
             [
                 name,
-                f"{cold['floor_bare']['median']:.2f}",
-                f"{cold['handler_local']['median']:.2f}",
-                f"{cold['handler_s3']['median']:.2f}",
-                f"{ratio['cold_local_vs_floor']:.2f}x / {ratio['cold_s3_vs_floor']:.2f}x",
-                f"{cold['floor_bare']['peak_rss_mb']:.0f} / {cold['handler_s3']['peak_rss_mb']:.0f}",
+                f"{floor['seconds']:.2f} ({parts})" if floor else "-",
+                f"{bare:.2f}",
+                f"{local:.2f}",
+                f"{s3:.2f}",
+                f"{local / bare:.2f}x / {s3 / bare:.2f}x",
+                f"{local / floor['seconds']:.2f}x / {s3 / floor['seconds']:.2f}x" if floor else "-",
+                f"{cold['floor_bare']['peak_rss_mb']:.0f} / {cold['handler_local']['peak_rss_mb']:.0f}"
+                f" / {cold['handler_s3']['peak_rss_mb']:.0f}",
             ]
         )
     return table(
         [
             "model",
+            "floor s (import torch + build, load, forward)",
             "bare script s",
             "serving, local store s",
-            "serving, S3 (moto) s",
+            "serving, S3 s",
             "vs bare (local / S3)",
-            "peak RSS MiB: bare / serving",
+            "vs floor (local / S3)",
+            "peak RSS MiB: bare / serving local / S3",
         ],
         rows,
     )
+
+
+def phases_table(models: dict[str, Any]) -> str:
+    """Where the fastest cold start of each kind spent its time, in ms."""
+    rows = []
+    for name, result in models.items():
+        for store in ("handler_local", "handler_s3"):
+            phases = result["cold_start_s"][store]["phases_s_of_fastest"]
+            spent = ", ".join(f"{phase} {seconds * 1000:.0f}" for phase, seconds in phases.items())
+            rows.append([name, store.removeprefix("handler_"), spent])
+    return table(["model", "store", "phases of the fastest cold start, ms"], rows)
 
 
 def throughput_table(models: dict[str, Any], batch_size: int) -> str:
@@ -124,16 +143,20 @@ def sizing_table(models: dict[str, Any]) -> str:
 
 
 def targets_table(targets: list[dict[str, Any]]) -> str:
-    rows = [
-        [
-            row["model"],
-            row["what"],
-            f"{row['ratio']:.2f}x",
-            f"<= {row['target']:.2f}x",
-            "met" if row["met"] else "NOT met",
-        ]
-        for row in targets
-    ]
+    rows = []
+    for row in targets:
+        unit = row.get("unit", "x")  # runs before RSS had a target recorded ratios only
+        measured = row.get("measured", row.get("ratio"))
+        number = "{:.2f}" if unit == "x" else "{:.0f}"
+        rows.append(
+            [
+                row["model"],
+                row["what"],
+                number.format(measured) + unit,
+                "<= " + number.format(row["target"]) + unit,
+                "met" if row["met"] else "NOT met",
+            ]
+        )
     return table(["model", "what", "measured", "target", ""], rows)
 
 
@@ -145,6 +168,7 @@ def markdown_report(results: dict[str, Any]) -> str:
             f"{settings['iterations']} requests per variant)\n\n" + warm_table(models),
             f"**Cold start to the first response, s** (median of {settings['cold_repeats']})\n\n"
             + cold_table(models),
+            "**Cold start phases**\n\n" + phases_table(models),
             "**Throughput, images/s**\n\n" + throughput_table(models, settings["batch_size"]),
             "**Memory sizing**\n\n" + sizing_table(models),
             "**Targets**\n\n" + targets_table(results["targets"]),
