@@ -3,8 +3,8 @@
 moto on 127.0.0.1 answers in microseconds; S3 seen from Lambda does not. The benchmark puts
 this proxy in front of moto so that serving from "S3" pays a realistic price: every byte
 arrives `one_way_delay_s` after it was sent (each way), and each direction of a connection
-carries at most `bytes_per_s`. Delay and bandwidth are modelled together: a chunk leaves
-at max(its arrival + delay, when the previous one finished at the given rate).
+carries at most `bytes_per_s`: a chunk is passed on once the link would have delivered its
+last byte, starting when it is due (arrival + delay) and the previous chunk is through.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ class LatencyProxy:
     def _deliver(
         self, queue: deque[tuple[float, bytes]], ready: threading.Condition, sock: socket.socket
     ) -> None:
-        free_at = 0.0  # when the link has finished sending the previous chunk
+        delivered_at = 0.0  # when the link finished delivering the previous chunk
         while True:
             with ready:
                 while not queue:
@@ -104,9 +104,9 @@ class LatencyProxy:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_WR)
                 return
-            send_at = max(due, free_at)
-            time.sleep(max(0.0, send_at - time.monotonic()))
-            free_at = max(send_at, time.monotonic()) + len(data) / self.link.bytes_per_s
+            # A chunk is through once its last byte is: it starts when it is due and the link is free.
+            delivered_at = max(due, delivered_at) + len(data) / self.link.bytes_per_s
+            time.sleep(max(0.0, delivered_at - time.monotonic()))
             try:
                 sock.sendall(data)
             except OSError:
