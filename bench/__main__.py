@@ -253,6 +253,7 @@ class Bench:
             },
             "peak_rss_mb": result["peak_rss_mb"],
             "imported": result["imported"],
+            "init_phases_ms": result["init_phases_ms"],
         }
 
     def cold(self, model: PublishedModel) -> dict[str, Any]:
@@ -278,6 +279,7 @@ class Bench:
                     k: round(v, 3) for k, v in fastest["phases_s"].items()
                 }
                 summary[name]["imported"] = fastest["imported"]
+                summary[name]["init_phases_ms_of_fastest"] = fastest["init_phases_ms"]
         summary["floor"] = floor(runs["import_torch"], runs["floor_bare"])
         return summary
 

@@ -40,7 +40,8 @@ def without_dynamo() -> Iterator[None]:
         yield
         return
     stand_ins = _DynamoStandIns()
-    sys.meta_path.insert(0, stand_ins)
+    # A new list, not an insert: another thread may be iterating the old one in an import.
+    sys.meta_path = [stand_ins, *sys.meta_path]
     try:
         yield
     finally:
@@ -83,7 +84,7 @@ class _DynamoStandIns(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def remove(self) -> None:
         """Stop handing out stand-ins and forget the ones handed out (idempotent)."""
         if self in sys.meta_path:
-            sys.meta_path.remove(self)
+            sys.meta_path = [finder for finder in sys.meta_path if finder is not self]
         for name, module in self.modules.items():
             if sys.modules.get(name) is module:
                 del sys.modules[name]

@@ -19,7 +19,7 @@ from lambda_src.classifier import ImageClassifier
 from lambda_src.contract import Metric
 from lambda_src.errors import ModelArtifactError, ModelUnavailable
 from lambda_src.loader import load_model
-from lambda_src.model_store import ModelLocation
+from lambda_src.model_store import ModelLocation, ModelStore
 from lambda_src.settings import RuntimeSettings
 from lambda_src.telemetry import Telemetry
 
@@ -35,10 +35,12 @@ class ModelHolder:
         telemetry: Telemetry,
         clock: Callable[[], float] = time.monotonic,
         configuration_error: str | None = None,
+        store: ModelStore | None = None,
     ) -> None:
         if location is None and configuration_error is None:
             raise ValueError("give a model location, or the configuration error that prevents one")
         self.location = location
+        self.store = store  # None: the loader opens the location's store itself
         self.settings = settings
         self.telemetry = telemetry
         self.configuration_error = configuration_error
@@ -85,7 +87,7 @@ class ModelHolder:
         try:
             if self.location is None:
                 raise ModelArtifactError(str(self.configuration_error))
-            loaded = load_model(self.location, torch_threads=self.settings.torch_threads)
+            loaded = load_model(self.location, torch_threads=self.settings.torch_threads, store=self.store)
         except ModelArtifactError as error:
             self._record_failure(str(error), init_phases_ms, exc_info=False)
         except Exception as error:

@@ -22,7 +22,7 @@ from lambda_src.contract import HEALTH_PATH, PREDICT_PATH, Metric
 from lambda_src.errors import ApiError, MethodNotAllowed, ModelUnavailable, NotFound
 from lambda_src.loader import LoadedModel
 from lambda_src.model_holder import ModelHolder
-from lambda_src.model_store import ModelLocation
+from lambda_src.model_store import ModelLocation, ModelStore
 from lambda_src.predict_request import parse_predict_request
 from lambda_src.settings import RuntimeSettings
 from lambda_src.telemetry import Telemetry
@@ -47,6 +47,7 @@ class InferenceService:
         telemetry: Telemetry | None = None,
         clock: Callable[[], float] = time.monotonic,
         configuration_error: str | None = None,
+        store: ModelStore | None = None,
     ) -> None:
         self.settings = settings if settings is not None else RuntimeSettings()
         self.telemetry = telemetry if telemetry is not None else Telemetry()
@@ -56,14 +57,22 @@ class InferenceService:
             telemetry=self.telemetry,
             clock=clock,
             configuration_error=configuration_error,
+            store=store,
         )
         self._cold_start = True
 
     @classmethod
     def from_env(
-        cls, environ: Mapping[str, str] | None = None, *, telemetry: Telemetry | None = None
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        telemetry: Telemetry | None = None,
+        store: ModelStore | None = None,
     ) -> InferenceService:
-        """A service configured by the function's environment; a bad setting becomes its 503 reason."""
+        """A service configured by the function's environment; a bad setting becomes its 503 reason.
+
+        `store`, if given, is where the location's objects are read (the handler's prefetching one).
+        """
         telemetry = telemetry if telemetry is not None else Telemetry.from_env(environ)
         try:
             settings = RuntimeSettings.from_env(environ)
@@ -72,7 +81,7 @@ class InferenceService:
             return cls(
                 None, telemetry=telemetry, configuration_error=f"the function is misconfigured: {error}"
             )
-        return cls(location, settings=settings, telemetry=telemetry)
+        return cls(location, settings=settings, telemetry=telemetry, store=store)
 
     @property
     def location(self) -> ModelLocation | None:

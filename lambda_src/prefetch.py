@@ -1,0 +1,99 @@
+"""Read a model's objects from S3 while torch is being imported.
+
+A cold start from S3 spends its first second importing torch on the CPU and then waits on
+the network for the LATEST pointer, the manifest and the weights. `PrefetchingStore` starts
+that reading (boto3's import included) in a thread first, so the wait overlaps the imports.
+The loader then reads through it like any store: each object it asks for comes from what
+the thread fetched, once, and anything else (a retry, an object that failed) is read again
+the ordinary way, so every error still reaches the loader with its usual message.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+
+from lambda_src.artifact import manifest_key, weights_key
+from lambda_src.model_store import ModelLocation, S3ModelStore, open_store, resolve_version
+
+
+def prefetch_from_env(environ: Mapping[str, str] | None = None) -> PrefetchingStore | None:
+    """Start fetching the model the environment names, if it is in S3; else None.
+
+    A misconfigured environment also gives None: the service reports it as usual.
+    """
+    try:
+        location = ModelLocation.from_env(dict(environ) if environ is not None else None)
+    except ValueError:
+        return None
+    return PrefetchingStore.for_s3(location)
+
+
+class PrefetchingStore:
+    """A model store that fetches `location`'s objects in the background from its creation."""
+
+    def __init__(self, store: S3ModelStore, location: ModelLocation) -> None:
+        self.store = store
+        self.prefix = store.prefix
+        self.store_uri = store.store_uri
+        self.location = location
+        self._fetched: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._fetch, name="model-prefetch", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def for_s3(cls, location: ModelLocation) -> PrefetchingStore | None:
+        """A prefetching store when `location` is in S3; None for local stores and bad URIs."""
+        try:
+            store = open_store(location.store_uri)
+        except ValueError:  # the loader reports it
+            return None
+        return cls(store, location) if isinstance(store, S3ModelStore) else None
+
+    def read(self, key: str) -> bytes:
+        """The object at `key`: the prefetched bytes the first time, else read now."""
+        self._thread.join()
+        with self._lock:
+            data = self._fetched.pop(key, None)
+        return data if data is not None else self.store.read(key)
+
+    def exists(self, key: str) -> bool:
+        return self.store.exists(key)
+
+    def describe(self, key: str) -> str:
+        return self.store.describe(key)
+
+    def _fetch(self) -> None:
+        """LATEST (if followed), the manifest, the weights; stop quietly at the first failure."""
+        name = self.location.model_name
+        try:
+            version = resolve_version(_Keeping(self), name, self.location.version)
+            for key in (manifest_key(self.prefix, name, version), weights_key(self.prefix, name, version)):
+                self._keep(key)
+        except Exception:  # the loader reads it again and reports the error as usual
+            return
+
+    def _keep(self, key: str) -> bytes:
+        data = self.store.read(key)
+        with self._lock:
+            self._fetched[key] = data
+        return data
+
+
+class _Keeping:
+    """The store as the prefetch thread reads it: every object read is kept for the loader."""
+
+    def __init__(self, prefetching: PrefetchingStore) -> None:
+        self.prefix = prefetching.prefix
+        self.store_uri = prefetching.store_uri
+        self._prefetching = prefetching
+
+    def read(self, key: str) -> bytes:
+        return self._prefetching._keep(key)
+
+    def exists(self, key: str) -> bool:
+        return self._prefetching.exists(key)
+
+    def describe(self, key: str) -> str:
+        return self._prefetching.describe(key)
