@@ -6,6 +6,8 @@ preprocessing, error types) and, in `contract`, every name that crosses a bounda
 reverse. This package never imports aws_cdk.
 
     handler          the Lambda entry point: one InferenceService, made and loaded at init
+    prefetch         an S3 model's objects read in a thread while torch imports (torch-free)
+    lean_imports     serving's imports without torch._dynamo, which torchvision pulls in
     service          InferenceService: routes events, maps errors to responses, logs and metrics
     model_holder     ModelHolder: loads the model once, keeps why it failed, retries after a wait
     loader           the `load` verb: resolve the version, verify the artifact, build and warm up
