@@ -52,6 +52,12 @@ from lambda_src.model_store import LocalModelStore, S3ModelStore, parse_store_ur
 _AUTO_VERSION = re.compile(r"^v([0-9]+)$")
 
 
+# A local store is read by whoever serves it (the image runs as a non-root user): everyone may
+# read what `publish` writes, as with files created under the usual umask of 022.
+READABLE_FOLDER_MODE = 0o755
+READABLE_FILE_MODE = 0o644
+
+
 class PublishError(Exception):
     """Publishing failed for a reason a person can act on (store missing, access denied...)."""
 
@@ -229,6 +235,7 @@ class LocalPublisher(LocalModelStore):
         # A hidden name: never mistaken for a version by readers or `taken_versions`.
         staging = Path(tempfile.mkdtemp(dir=model_dir, prefix=f".publishing-{version}-"))
         try:
+            staging.chmod(READABLE_FOLDER_MODE)  # mkdtemp gives 0700: the server's user could not read it
             for name, data in files.items():  # local writes take no time worth a progress bar
                 (staging / name).write_bytes(data)
                 _check_copy(staging / name, data)
@@ -243,6 +250,7 @@ class LocalPublisher(LocalModelStore):
     def write_latest(self, model_name: str, version: str) -> None:
         pointer = self.root / latest_key(self.prefix, model_name)
         handle, temporary = tempfile.mkstemp(dir=pointer.parent, prefix=f".{LATEST_POINTER}.")
+        os.fchmod(handle, READABLE_FILE_MODE)  # mkstemp's 0600, like mkdtemp's 0700, is for secrets
         with os.fdopen(handle, "w", encoding="utf-8") as file:
             file.write(version)
         os.replace(temporary, pointer)  # atomic: readers see the old or the new version, never half

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import shutil
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +167,22 @@ def test_the_local_store_has_the_bucket_layout_and_the_loader_reads_it(
     # and the serving side's LocalModelStore loads it
     loaded = load_model(ModelLocation(str(store), MODEL_NAME), torch_threads=1)
     assert loaded.manifest.version == "v1"
+
+
+def test_everyone_may_read_a_local_store_so_the_images_non_root_user_can_serve_it(
+    tiny_output: Path, tmp_path: Path
+) -> None:
+    # When a model is published to a local folder (e.g. one mounted into the image)
+    store = tmp_path / "store"
+    publish(tiny_output, str(store), progress=False)
+    # Then other users may read every file and enter every folder publish wrote
+    written = [store / MODEL_NAME, *(store / MODEL_NAME).rglob("*")]
+    assert {path.name for path in written} >= {"LATEST", "v1", "model.pt", "manifest.json"}
+    for path in written:
+        mode = path.stat().st_mode
+        assert mode & stat.S_IROTH, f"{path} is {stat.filemode(mode)}"
+        if path.is_dir():
+            assert mode & stat.S_IXOTH, f"{path} is {stat.filemode(mode)}"
 
 
 def test_the_local_store_refuses_an_existing_version_and_leaves_no_staging_folders(
