@@ -1,4 +1,4 @@
-"""Synthesize the CDK app once per configuration and share the templates across tests.
+"""Synthesize the CDK app as app.py does (the session-wide `synthesized` fixture is in tests/conftest.py).
 
 Each synth runs the real app code with cdk.json's context (CDK's feature flags; every setting
 not given takes its declared default) and the cdk-nag checks, so a fixture that returns at all
@@ -8,7 +8,7 @@ has already passed cdk-nag.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,21 +91,3 @@ def synthesize(overrides: Mapping[str, object], outdir: Path) -> Synthesized:
 @pytest.fixture(scope="session")
 def cdk_context() -> dict[str, Any]:
     return load_cdk_json_context()
-
-
-@pytest.fixture(scope="session")
-def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Synthesized]:
-    """synthesized("api_key") -> that variant's templates, synthesized on first use only."""
-    cache: dict[str, Synthesized] = {}
-
-    def get(variant: str) -> Synthesized:
-        if variant not in cache:
-            cache[variant] = synthesize(VARIANTS[variant], tmp_path_factory.mktemp(f"cdk-{variant}"))
-        return cache[variant]
-
-    return get
-
-
-@pytest.fixture(scope="session")
-def default_synth(synthesized: Callable[[str], Synthesized]) -> Synthesized:
-    return synthesized("default")

@@ -1,8 +1,7 @@
 """The container image definition: lean, complete, and pointing at the real handler.
 
 There is no Docker engine here, so these tests read the Dockerfile and .dockerignore
-the way the builder would: instructions in order, COPY sources resolved against the
-build context (lambda_src/) after .dockerignore filtering.
+the way the builder would (tests/image_build.py).
 """
 
 from __future__ import annotations
@@ -21,101 +20,20 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CONTEXT = REPO_ROOT / "lambda_src"
-TASK_ROOT = "${LAMBDA_TASK_ROOT}"
+from tests.image_build import (
+    CONTEXT,
+    REPO_ROOT,
+    build_stages,
+    image_pins,
+    instructions,
+    is_ignored,
+    pip_installs,
+    requirement_pins,
+)
+
 # Where the image runs: Lambda's Linux, the base image's Python.
 LAMBDA_PLATFORM = {"platform_system": "Linux", "sys_platform": "linux", "python_version": "3.12", "extra": ""}
 CUDA_BUILD_ONLY = ("nvidia-", "cuda-", "triton")
-
-
-def instructions() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) pairs of the Dockerfile, continuation lines joined."""
-    text = (CONTEXT / "Dockerfile").read_text()
-    logical = re.sub(r"\\\n", "", text)
-    result = []
-    for line in logical.splitlines():
-        stripped = line.strip()
-        if stripped and not stripped.startswith("#"):
-            keyword, _, arguments = stripped.partition(" ")
-            result.append((keyword.upper(), arguments.strip()))
-    return result
-
-
-def build_stages() -> list[list[tuple[str, str]]]:
-    """The instructions of each stage (from its FROM on), in order."""
-    stages: list[list[tuple[str, str]]] = []
-    for kind, arguments in instructions():
-        if kind == "FROM":
-            stages.append([])
-        if stages:
-            stages[-1].append((kind, arguments))
-    return stages
-
-
-def pip_installs() -> list[str]:
-    return [arg for kind, arg in instructions() if kind == "RUN" and "pip install" in arg]
-
-
-def requirement_pins(path: Path) -> dict[str, str]:
-    """{normalised name: pinned version} of a requirements file, following its -r includes."""
-    pins: dict[str, str] = {}
-    for text in path.read_text().splitlines():
-        line = text.split("#")[0].strip()
-        if line.startswith("-r "):
-            pins |= requirement_pins(path.parent / line.removeprefix("-r ").strip())
-        elif line:
-            name, separator, version = line.partition("==")
-            assert separator, f"{path.name}: {line!r} is not pinned with =="
-            pins[canonicalize_name(name.split("[")[0])] = version.strip()
-    return pins
-
-
-def image_pins() -> dict[str, str]:
-    """Every package the Dockerfile installs, with its pinned version."""
-    pins = requirement_pins(CONTEXT / "requirements.txt")
-    for command in pip_installs():
-        found = re.findall(r"([\w-]+)==(\S+)", command)
-        pins |= {canonicalize_name(name): version for name, version in found}
-    return pins
-
-
-def dockerignore_patterns() -> list[str]:
-    lines = (CONTEXT / ".dockerignore").read_text().splitlines()
-    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
-
-
-def _pattern_regex(pattern: str) -> re.Pattern[str]:
-    parts = []
-    index = 0
-    while index < len(pattern):
-        if pattern.startswith("**/", index):
-            parts.append("(.*/)?")
-            index += 3
-        elif pattern.startswith("**", index):
-            parts.append(".*")
-            index += 2
-        elif pattern[index] == "*":
-            parts.append("[^/]*")
-            index += 1
-        elif pattern[index] == "?":
-            parts.append("[^/]")
-            index += 1
-        else:
-            parts.append(re.escape(pattern[index]))
-            index += 1
-    # A pattern that matches a directory excludes everything below it.
-    return re.compile("".join(parts) + "(/.*)?")
-
-
-def is_ignored(relative_path: str) -> bool:
-    """Whether Docker leaves this context path out (last matching pattern wins, `!` re-includes)."""
-    ignored = False
-    for pattern in dockerignore_patterns():
-        negated = pattern.startswith("!")
-        if _pattern_regex(pattern.removeprefix("!").strip("/")).fullmatch(relative_path):
-            ignored = not negated
-    return ignored
 
 
 def test_base_image_is_the_lambda_python_image_pinned_to_a_dated_tag() -> None:

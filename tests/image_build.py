@@ -1,0 +1,128 @@
+"""The container image as the builder would make it, read from lambda_src/Dockerfile and .dockerignore.
+
+There is no Docker engine here: the tests read the Dockerfile's instructions in order and by
+build stage, resolve COPY sources against the build context (lambda_src/) after .dockerignore
+filtering, and list the packages its `pip install`s put into the image.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from packaging.utils import canonicalize_name
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONTEXT = REPO_ROOT / "lambda_src"
+TASK_ROOT = "${LAMBDA_TASK_ROOT}"
+
+
+def instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs of the Dockerfile, continuation lines joined."""
+    text = (CONTEXT / "Dockerfile").read_text()
+    logical = re.sub(r"\\\n", "", text)
+    result = []
+    for line in logical.splitlines():
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#"):
+            keyword, _, arguments = stripped.partition(" ")
+            result.append((keyword.upper(), arguments.strip()))
+    return result
+
+
+def build_stages() -> list[list[tuple[str, str]]]:
+    """The instructions of each stage (from its FROM on), in order."""
+    stages: list[list[tuple[str, str]]] = []
+    for kind, arguments in instructions():
+        if kind == "FROM":
+            stages.append([])
+        if stages:
+            stages[-1].append((kind, arguments))
+    return stages
+
+
+def pip_installs() -> list[str]:
+    return [arg for kind, arg in instructions() if kind == "RUN" and "pip install" in arg]
+
+
+def requirement_pins(path: Path) -> dict[str, str]:
+    """{normalised name: pinned version} of a requirements file, following its -r includes."""
+    pins: dict[str, str] = {}
+    for text in path.read_text().splitlines():
+        line = text.split("#")[0].strip()
+        if line.startswith("-r "):
+            pins |= requirement_pins(path.parent / line.removeprefix("-r ").strip())
+        elif line:
+            name, separator, version = line.partition("==")
+            assert separator, f"{path.name}: {line!r} is not pinned with =="
+            pins[canonicalize_name(name.split("[")[0])] = version.strip()
+    return pins
+
+
+def image_pins() -> dict[str, str]:
+    """Every package the Dockerfile installs, with its pinned version."""
+    pins = requirement_pins(CONTEXT / "requirements.txt")
+    for command in pip_installs():
+        found = re.findall(r"([\w-]+)==(\S+)", command)
+        pins |= {canonicalize_name(name): version for name, version in found}
+    return pins
+
+
+def dockerignore_patterns() -> list[str]:
+    lines = (CONTEXT / ".dockerignore").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def _pattern_regex(pattern: str) -> re.Pattern[str]:
+    parts = []
+    index = 0
+    while index < len(pattern):
+        if pattern.startswith("**/", index):
+            parts.append("(.*/)?")
+            index += 3
+        elif pattern.startswith("**", index):
+            parts.append(".*")
+            index += 2
+        elif pattern[index] == "*":
+            parts.append("[^/]*")
+            index += 1
+        elif pattern[index] == "?":
+            parts.append("[^/]")
+            index += 1
+        else:
+            parts.append(re.escape(pattern[index]))
+            index += 1
+    # A pattern that matches a directory excludes everything below it.
+    return re.compile("".join(parts) + "(/.*)?")
+
+
+def is_ignored(relative_path: str) -> bool:
+    """Whether Docker leaves this context path out (last matching pattern wins, `!` re-includes)."""
+    ignored = False
+    for pattern in dockerignore_patterns():
+        negated = pattern.startswith("!")
+        if _pattern_regex(pattern.removeprefix("!").strip("/")).fullmatch(relative_path):
+            ignored = not negated
+    return ignored
+
+
+def copied_files() -> dict[str, Path]:
+    """The image's own files in its task root, from the final stage's COPYs of the build context.
+
+    Path under the task root -> source file. Packages copied from the build stage (--from) are
+    what image_pins() lists.
+    """
+    files: dict[str, Path] = {}
+    for kind, arguments in build_stages()[-1]:
+        if kind != "COPY" or arguments.startswith("--from="):
+            continue
+        *sources, destination = arguments.split()
+        target = destination.removeprefix(f"{TASK_ROOT}/")
+        if target == destination:
+            raise ValueError(f"COPY to {destination}: only the task root is modelled")
+        for source in sources:
+            for path in sorted(CONTEXT.glob(source)):
+                if path.is_file() and not is_ignored(path.relative_to(CONTEXT).as_posix()):
+                    relative = f"{target.rstrip('/')}/{path.name}" if target.endswith("/") else target
+                    files[relative] = path
+    return files
