@@ -1,0 +1,110 @@
+"""Every module the handler imports, at init and on requests, is in the image.
+
+The image has the Python standard library, what the base image brings (boto3 and the
+runtime interface client, with their dependencies) and exactly what the Dockerfile's
+`pip install --no-deps` lines name. A stray third-party import (one that only the development environment
+has) fails here instead of as an init error after a deploy.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from model_training.publishing import publish
+from tests.image_build import image_pins
+from tests.runtime.support import api_gateway_event, b64, coloured_image, encode, json_event
+
+# What public.ecr.aws/lambda/python brings besides the standard library.
+BASE_IMAGE_PACKAGES = ("boto3", "awslambdaric")
+
+# Runs in the task root, without the site module, so only the standard library and what
+# PYTHONPATH names (the image's packages) can be imported: the handler starts and answers the
+# events, and optional imports (torch tries tqdm) fall back exactly as they would in the image.
+REQUESTS = """
+import json, sys
+import lambda_src.handler as handler
+for event in json.load(sys.stdin):
+    response = handler.lambda_handler(event, None)
+    assert response["statusCode"] == 200, response
+print(json.dumps(sorted({name.partition(".")[0] for name in sys.modules})))
+"""
+
+
+def image_distributions() -> set[str]:
+    """The image's distributions: what it installs (with --no-deps: exactly those) and the base image's."""
+    found = set(image_pins())
+    wanted = [Requirement(name) for name in BASE_IMAGE_PACKAGES]
+    while wanted:  # the base image's packages come with their dependencies
+        requirement = wanted.pop()
+        name = canonicalize_name(requirement.name)
+        if name in found:
+            continue
+        found.add(name)
+        for line in metadata.requires(name) or []:
+            dependency = Requirement(line)
+            if dependency.marker is None or dependency.marker.evaluate({"extra": ""}):
+                wanted.append(dependency)
+    return found
+
+
+def image_site_packages(folder: Path) -> Path:
+    """A site-packages folder holding only the image's distributions (links into this environment's)."""
+    folder.mkdir()
+    for name in image_distributions():
+        distribution = metadata.distribution(name)
+        tops = {
+            Path(str(file)).parts[0] for file in distribution.files or [] if not str(file).startswith("..")
+        }
+        for top in tops - {"__pycache__"}:
+            source = Path(str(distribution.locate_file(top)))
+            if source.exists() and not (folder / top).exists():
+                (folder / top).symlink_to(source)
+    return folder
+
+
+@pytest.mark.slow
+def test_the_handler_imports_only_what_the_image_provides(
+    task_root: Path, training_output: Path, shared_dir: Path
+) -> None:
+    # Given the image's task root, its packages, and a published model
+    site_packages = image_site_packages(shared_dir / "image-site-packages")
+    store = shared_dir / "imports-store"
+    publish(training_output, str(store), model_name="colours", progress=False)
+    image = encode(coloured_image("red", seed=3), "JPEG")
+    events = [
+        api_gateway_event("GET", "/health"),
+        json_event({"image": b64(image)}),
+        api_gateway_event("POST", "/predict", body=image, content_type="image/jpeg"),
+    ]
+    # When the handler starts there and answers requests, with nothing else importable
+    environment = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(site_packages),
+        "MODEL_STORE": str(store),
+        "MODEL_NAME": "colours",
+        "TORCH_NUM_THREADS": "1",
+    }
+    finished = subprocess.run(
+        [sys.executable, "-S", "-c", REQUESTS],
+        input=json.dumps(events),
+        capture_output=True,
+        text=True,
+        cwd=task_root,
+        env=environment,
+        timeout=120,
+        check=False,
+    )
+    # Then it started and answered (a module the image lacks would be an init error)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    imported = set(json.loads(finished.stdout.splitlines()[-1]))
+    assert {"torch", "torchvision", "PIL", "aws_lambda_powertools", "lambda_src"} <= imported
+    # and the check could see a stray: development packages were out of reach
+    assert not (site_packages / "pytest").exists() and not (site_packages / "moto").exists()
