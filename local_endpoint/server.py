@@ -8,6 +8,7 @@ way one warm function would serve them one after another.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import sys
@@ -15,6 +16,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
@@ -115,6 +117,13 @@ class _ProxyRequestHandler(BaseHTTPRequestHandler):
 
     def do_OPTIONS(self) -> None:
         self._proxy()
+
+    def __getattr__(self, name: str) -> Any:
+        # Any other method token (TRACE, PROPFIND, ...) goes to the handler too, whose router
+        # answers 405 or 404, where http.server would answer 501.
+        if name.startswith("do_"):
+            return self._proxy
+        raise AttributeError(name)
 
     def handle_expect_100(self) -> bool:
         # Refuse an oversized body before the client sends it, as API Gateway does.
@@ -298,7 +307,7 @@ class _ProxyRequestHandler(BaseHTTPRequestHandler):
                 "ip": self.client_address[0],
                 "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime()),
                 "httpMethod": self.command,
-                "resourcePath": urlsplit(self.path).path,
+                "resourcePath": urlsplit(getattr(self, "path", "")).path,  # unset if the request line is bad
                 "status": response.status,
                 "protocol": self.request_version,
                 "responseLength": len(response.body),
@@ -308,21 +317,22 @@ class _ProxyRequestHandler(BaseHTTPRequestHandler):
         )
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """http.server's own errors (bad request line, huge headers) as JSON, not HTML."""
-        body = json.dumps(
-            {"error": {"code": "bad_request" if code < 500 else "server_error", "message": message or ""}}
-        ).encode("utf-8")
-        self.close_connection = True
+        """http.server's own refusals (bad request line, huge headers, HTTP/2.0) as JSON 4xx, access-logged.
+
+        They are all the client's doing: the 505 for a request line claiming HTTP/2.0 becomes a 400.
+        """
+        started = time.monotonic()
+        request_id = gateway.new_request_id()
+        # Before the request line is read, http.server takes the client for HTTP/0.9 and would
+        # send the body alone; every client of this server understands a status line and headers.
+        self.request_version = self.protocol_version
+        refusal = gateway.error_response(BadRequest(message or HTTPStatus(code).phrase), request_id)
+        response = dataclasses.replace(refusal, status=code if code < 500 else HTTPStatus.BAD_REQUEST)
         try:
-            self.send_response(code, message)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Connection", "close")
-            self.end_headers()
-            if self.command != "HEAD" and code >= 200 and code not in {204, 304}:
-                self.wfile.write(body)
+            self._send(response)
         except OSError:
-            pass  # the client is gone: nothing to answer
+            return  # the client is gone: nothing to answer
+        self._access_log(request_id, response, started)
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass  # replaced by the one-line JSON access log written after each response

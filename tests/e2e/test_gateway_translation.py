@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -159,6 +160,40 @@ def test_every_unknown_route_and_method_reaches_the_handler(endpoint, recorder):
     assert recorder.event["httpMethod"] == "DELETE"
 
 
+@pytest.mark.parametrize("method", ["TRACE", "PROPFIND", "X-ANY-TOKEN"])
+def test_methods_http_server_does_not_know_reach_the_handler_and_the_access_log(
+    endpoint, recorder, access_log, method
+):
+    response = request(endpoint, method, "/predict")
+
+    assert response.status == 200  # the recording handler's answer: the request got through
+    assert recorder.event["httpMethod"] == method
+    wait_for(lambda: access_log)
+    assert (access_log[0]["httpMethod"], access_log[0]["status"]) == (method, 200)
+
+
+def test_a_request_line_claiming_http_2_is_a_json_400_in_the_access_log(endpoint, recorder, access_log):
+    with socket.create_connection(endpoint.server_address[:2], timeout=10) as connection:
+        connection.sendall(b"GET /health HTTP/2.0\r\nHost: localhost\r\n\r\n")
+        answer = http.client.HTTPResponse(connection)
+        answer.begin()
+        body = json.loads(answer.read())
+
+    assert answer.status == 400
+    assert body["error"]["code"] == "bad_request" and "HTTP version" in body["error"]["message"]
+    assert recorder.calls == []
+    wait_for(lambda: access_log)
+    (line,) = access_log
+    assert line["status"] == 400 and line["requestId"] == answer.getheader("x-amzn-RequestId")
+
+
+def wait_for(condition: Any, timeout_s: float = 5) -> None:
+    """The access log line is written right after the response is sent: give it a moment."""
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def test_the_context_looks_like_the_lambda_runtime_one(endpoint, recorder):
     request(endpoint, "GET", "/health")
     request(endpoint, "GET", "/health")
@@ -282,9 +317,7 @@ def test_an_invalid_content_length_is_a_json_400(endpoint, recorder):
 def test_each_request_gets_one_access_log_line_with_the_stage_fields(endpoint, access_log):
     response = request(endpoint, "POST", "/predict?top_k=1", b"{}", {"Content-Type": "application/json"})
 
-    deadline = time.monotonic() + 5  # the line is written right after the response is sent
-    while not access_log and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: access_log)
     (line,) = access_log
     assert line["requestId"] == response.getheader("x-amzn-RequestId")
     assert (line["httpMethod"], line["resourcePath"], line["status"]) == ("POST", "/predict", 200)

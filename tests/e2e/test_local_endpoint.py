@@ -126,6 +126,10 @@ def test_unknown_route_is_404_and_wrong_method_is_405(server):
     status, body = curl(f"{server.url}/predict")
     assert (status, body["error"]["code"]) == (405, "method_not_allowed")
 
+    for method in ("TRACE", "PROPFIND", "BREW"):  # methods http.server has no do_ for, any token
+        status, body = curl("-X", method, f"{server.url}/predict")
+        assert (status, body["error"]["code"]) == (405, "method_not_allowed"), method
+
 
 def test_a_body_over_api_gateways_10_mb_is_413(server, tmp_path):
     path = big_file(tmp_path, 10 * 1024 * 1024 + 1)
