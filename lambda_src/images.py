@@ -43,7 +43,7 @@ def decode_image(data: bytes, *, max_pixels: int, min_side: int, what: str = "th
     """
     if not data:
         raise BadRequest(f"{what} is empty")
-    image = open_image(data, what)
+    image = open_image(data, what, max_pixels=max_pixels)
     width, height = image.size
     if width * height > max_pixels:
         raise PayloadTooLarge(
@@ -55,8 +55,8 @@ def decode_image(data: bytes, *, max_pixels: int, min_side: int, what: str = "th
             image.draft("RGB", (min_side, min_side))
         image.load()
         return to_rgb(image)
-    except Image.DecompressionBombError as error:
-        raise PayloadTooLarge(f"{what} is too large to decode: {error}") from None
+    except Image.DecompressionBombError:
+        raise _bomb(what, max_pixels) from None
     except Exception as error:  # Pillow raises many types for broken data; all mean "corrupt"
         raise BadRequest(
             f"{what} is a corrupt or truncated {_format_name(image)} image ({_reason(error)})"
@@ -74,12 +74,25 @@ def _check_resized_size(width: int, height: int, *, min_side: int, max_pixels: i
         )
 
 
-def open_image(data: bytes, what: str = "the image") -> Image.Image:
-    """Identify an accepted format from the header (no pixel data is decoded yet); 4xx ApiError if not."""
+def _bomb(what: str, max_pixels: int | None) -> PayloadTooLarge:
+    """Pillow's refusal of a huge image, before its size is known, told with the limit that applies."""
+    # Pillow refuses past twice its MAX_IMAGE_PIXELS (only when that is set); a configured limit
+    # above that cannot be reached, so the lower of the two is the one in force.
+    limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+    if max_pixels is not None:
+        limit = min(limit, max_pixels)
+    return PayloadTooLarge(f"{what} is larger than the limit of {limit:,} pixels")
+
+
+def open_image(data: bytes, what: str = "the image", *, max_pixels: int | None = None) -> Image.Image:
+    """Identify an accepted format from the header (no pixel data is decoded yet); 4xx ApiError if not.
+
+    `max_pixels` is the caller's pixel limit, quoted when Pillow refuses a decompression bomb.
+    """
     try:
         image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
-    except Image.DecompressionBombError as error:
-        raise PayloadTooLarge(f"{what} is too large to decode: {error}") from None
+    except Image.DecompressionBombError:
+        raise _bomb(what, max_pixels) from None
     except UnidentifiedImageError:
         other = sniff_other_format(data)
         if other is not None:

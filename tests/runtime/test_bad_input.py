@@ -153,7 +153,7 @@ BAD_REQUESTS: dict[str, tuple[Callable[[], Any], int, str, str]] = {
         lambda: predict_raw(png_header_only(50_000, 50_000)),
         413,
         "payload_too_large",
-        "too large to decode",
+        "larger than the limit of 40,000,000 pixels",  # the configured limit, not Pillow's 178,956,970
     ),
     "decompression bomb (over the pixel limit)": (
         lambda: predict_raw(png_header_only(7_000, 7_000)),
