@@ -42,6 +42,15 @@ def check_name(kind: str, value: str) -> str:
     return value
 
 
+def _is_integer(value: object) -> bool:
+    """An int that is not a bool (JSON's true would pass isinstance(value, int))."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def model_prefix(prefix: str, model_name: str) -> str:
     """Key prefix under which every version of a model lives (no trailing slash)."""
     return "/".join(part for part in (prefix.strip("/"), check_name("model name", model_name)) if part)
@@ -82,14 +91,14 @@ class Preprocessing:
     std: tuple[float, float, float] = IMAGENET_STD
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.resize, int) and isinstance(self.crop, int)):
+        if not (_is_integer(self.resize) and _is_integer(self.crop)):
             raise ManifestError("preprocessing.resize and preprocessing.crop must be integers")
         if not 0 < self.crop <= self.resize <= 4096:
             raise ManifestError(
                 f"preprocessing needs 0 < crop <= resize <= 4096, got crop={self.crop} resize={self.resize}"
             )
         for name, values in (("mean", self.mean), ("std", self.std)):
-            if len(values) != 3 or not all(isinstance(v, (int, float)) for v in values):
+            if len(values) != 3 or not all(_is_number(v) for v in values):
                 raise ManifestError(f"preprocessing.{name} must be three numbers, got {values!r}")
         if any(v <= 0 for v in self.std):
             raise ManifestError(f"preprocessing.std must be positive, got {self.std!r}")
@@ -121,15 +130,25 @@ class Manifest:
             check_name("version", self.version)
         except ValueError as error:
             raise ManifestError(str(error)) from None
-        if self.schema_version != SCHEMA_VERSION:
+        if not _is_integer(self.schema_version) or self.schema_version != SCHEMA_VERSION:
             raise ManifestError(
                 f"manifest schema_version {self.schema_version!r} is not supported "
                 f"(this runtime reads version {SCHEMA_VERSION})"
             )
         if len(self.labels) < 2 or not all(isinstance(label, str) for label in self.labels):
             raise ManifestError("manifest labels must be a list of at least two strings")
-        if not re.fullmatch(r"[0-9a-f]{64}", self.weights_sha256 or ""):
+        if not isinstance(self.architecture, str):
+            raise ManifestError("manifest architecture must be a string")
+        if not isinstance(self.weights_sha256, str) or not re.fullmatch(r"[0-9a-f]{64}", self.weights_sha256):
             raise ManifestError("manifest weights_sha256 must be 64 lowercase hex digits")
+        if not _is_integer(self.weights_size_bytes) or self.weights_size_bytes <= 0:
+            raise ManifestError("manifest weights_size_bytes must be a positive integer")
+        if not all(isinstance(name, str) and _is_number(value) for name, value in self.metrics.items()):
+            raise ManifestError("manifest metrics must map names to numbers")
+        if not all(
+            isinstance(name, str) and isinstance(value, str) for name, value in self.framework.items()
+        ):
+            raise ManifestError("manifest framework must map package names to version strings")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -153,13 +172,13 @@ class Manifest:
         labels = data["labels"]
         if not isinstance(labels, list):
             raise ManifestError("manifest labels must be a list of strings")
-        if "num_classes" in data and data["num_classes"] != len(labels):
+        if "num_classes" in data and (
+            not _is_integer(data["num_classes"]) or data["num_classes"] != len(labels)
+        ):
             raise ManifestError(
                 f"manifest num_classes is {data['num_classes']} but it lists {len(labels)} labels"
             )
-        raw_pre = data.get("preprocessing", {})
-        if not isinstance(raw_pre, dict):
-            raise ManifestError("manifest preprocessing must be an object")
+        raw_pre = _object(data, "preprocessing")
         try:
             preprocessing = Preprocessing(
                 resize=raw_pre.get("resize", 256),
@@ -169,18 +188,16 @@ class Manifest:
             )
         except TypeError as error:
             raise ManifestError(f"manifest preprocessing is invalid: {error}") from None
-        if not isinstance(data["weights_size_bytes"], int) or data["weights_size_bytes"] <= 0:
-            raise ManifestError("manifest weights_size_bytes must be a positive integer")
         return cls(
             model_name=data["model_name"],
             version=data["version"],
-            architecture=str(data["architecture"]),
+            architecture=data["architecture"],
             labels=tuple(labels),
             weights_sha256=data["weights_sha256"],
             weights_size_bytes=data["weights_size_bytes"],
             preprocessing=preprocessing,
-            metrics=dict(data.get("metrics", {})),
-            framework=dict(data.get("framework", {})),
+            metrics=_object(data, "metrics"),
+            framework=_object(data, "framework"),
             created_at=str(data.get("created_at", "")),
             schema_version=data.get("schema_version", SCHEMA_VERSION),
         )
@@ -192,3 +209,11 @@ class Manifest:
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             raise ManifestError(f"manifest is not valid JSON: {error}") from None
         return cls.from_dict(data)
+
+
+def _object(data: dict[str, Any], key: str) -> dict[str, Any]:
+    """A copy of the optional JSON object `data[key]` (empty when absent); ManifestError if not an object."""
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise ManifestError(f"manifest {key} must be an object, got {type(value).__name__}")
+    return dict(value)
