@@ -5,10 +5,12 @@ python -m bench.report [bench/results/results.json]
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
+
+DEFAULT_RESULTS = Path(__file__).parent / "results" / "results.json"
 
 
 def table(header: list[str], rows: list[list[Any]]) -> str:
@@ -186,6 +188,22 @@ def markdown_report(results: dict[str, Any]) -> str:
     )
 
 
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "results",
+        nargs="?",
+        type=Path,
+        default=DEFAULT_RESULTS,
+        help=f"a results.json (default: {DEFAULT_RESULTS})",
+    )
+    arguments = parser.parse_args(argv)
+    try:
+        results = json.loads(arguments.results.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        parser.error(f"cannot read {arguments.results}: {error}")
+    print(markdown_report(results))
+
+
 if __name__ == "__main__":
-    path = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "results" / "results.json"
-    print(markdown_report(json.loads(path.read_text(encoding="utf-8"))))
+    main()
