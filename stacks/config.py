@@ -310,7 +310,7 @@ class DeploymentConfig:
         default=DEFAULT_MAX_BATCH_SIZE,
         metadata=about(
             whole_number(1, MAX_BATCH_SIZE_LIMIT, " (images)"),
-            'images per `{"images": [...]}` request (API schema and `MAX_BATCH_SIZE`)',
+            'images per `{"images": [...]}` request (`MAX_BATCH_SIZE`; more is a 413 from the function)',
         ),
     )
     reserved_concurrency: int | None = field(

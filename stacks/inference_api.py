@@ -35,7 +35,6 @@ class InferenceApi(Construct):
         *,
         handler: lambda_.IFunction,
         auth_mode: AuthMode,
-        max_batch_size: int,
         throttle_rate_limit: float,
         throttle_burst_limit: int,
         api_key_quota_per_day: int,
@@ -61,7 +60,7 @@ class InferenceApi(Construct):
         self.rest_api.node.try_remove_child("Endpoint")
         self._build_error_responses(cors_allow_origin)
         integration = apigateway.LambdaIntegration(handler, allow_test_invoke=False)
-        self.predict_method = self._build_predict_method(integration, max_batch_size)
+        self.predict_method = self._build_predict_method(integration)
         self.health_method = self.rest_api.root.add_resource(HEALTH_PATH.lstrip("/")).add_method(
             "GET", integration
         )
@@ -129,9 +128,7 @@ class InferenceApi(Construct):
                 templates={JSON_MEDIA_TYPE: ERROR_RESPONSE_TEMPLATE},
             )
 
-    def _build_predict_method(
-        self, integration: apigateway.Integration, max_batch_size: int
-    ) -> apigateway.Method:
+    def _build_predict_method(self, integration: apigateway.Integration) -> apigateway.Method:
         validator = self.rest_api.add_request_validator(
             "RequestValidator", validate_request_body=True, validate_request_parameters=True
         )
@@ -140,7 +137,7 @@ class InferenceApi(Construct):
             content_type=JSON_MEDIA_TYPE,
             model_name="PredictRequest",
             description="One base64 image, or a batch of them",
-            schema=_predict_request_schema(max_batch_size),
+            schema=_predict_request_schema(),
         )
         return self.rest_api.root.add_resource(PREDICT_PATH.lstrip("/")).add_method(
             "POST",
@@ -240,8 +237,12 @@ def _cors_options(allow_origin: str | None) -> apigateway.CorsOptions | None:
     )
 
 
-def _predict_request_schema(max_batch_size: int) -> apigateway.JsonSchema:
-    """JSON bodies: {"image": "<base64>"} or {"images": ["<base64>", ...]} (at most max_batch_size)."""
+def _predict_request_schema() -> apigateway.JsonSchema:
+    """JSON bodies: {"image": "<base64>"} or {"images": ["<base64>", ...]}.
+
+    The number of images is left to the function (MAX_BATCH_SIZE), so a batch that is too
+    large gets one answer on every path: the function's 413, not the request model's 400.
+    """
     image = apigateway.JsonSchema(type=apigateway.JsonSchemaType.STRING, min_length=1)
     return apigateway.JsonSchema(
         schema=apigateway.JsonSchemaVersion.DRAFT4,
@@ -259,7 +260,6 @@ def _predict_request_schema(max_batch_size: int) -> apigateway.JsonSchema:
                         type=apigateway.JsonSchemaType.ARRAY,
                         items=image,
                         min_items=1,
-                        max_items=max_batch_size,
                     )
                 },
             ),

@@ -52,7 +52,6 @@ class InferenceStack(Stack):
             "Api",
             handler=self.inference_function.live_alias,
             auth_mode=config.auth_mode,
-            max_batch_size=config.max_batch_size,
             throttle_rate_limit=config.throttle_rate_limit,
             throttle_burst_limit=config.throttle_burst_limit,
             api_key_quota_per_day=config.api_key_quota_per_day,
