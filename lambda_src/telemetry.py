@@ -7,7 +7,7 @@ metrics with no API calls. Environment (the Powertools conventions):
     POWERTOOLS_SERVICE_NAME       `service` key of every log line and metric dimension (pytorch-inference)
     POWERTOOLS_METRICS_NAMESPACE  CloudWatch namespace of the metrics (PyTorchInference)
     POWERTOOLS_METRICS_DISABLED   "true" writes no metrics (e.g. for a local server)
-    POWERTOOLS_LOG_LEVEL          DEBUG, INFO (default), WARNING, ERROR
+    POWERTOOLS_LOG_LEVEL          DEBUG, INFO (default), WARNING, ERROR; other values: INFO and a warning
 
 Safe for concurrent requests: no per-request state lives on shared objects.
 """
@@ -15,6 +15,7 @@ Safe for concurrent requests: no per-request state lives on shared objects.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import threading
@@ -27,6 +28,7 @@ from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from lambda_src.contract import (
     DEFAULT_METRICS_NAMESPACE,
     DEFAULT_SERVICE_NAME,
+    ENV_POWERTOOLS_LOG_LEVEL,
     ENV_POWERTOOLS_METRICS_DISABLED,
     ENV_POWERTOOLS_METRICS_NAMESPACE,
     ENV_POWERTOOLS_SERVICE_NAME,
@@ -45,11 +47,23 @@ class Telemetry:
         namespace: str = DEFAULT_METRICS_NAMESPACE,
         stream: TextIO | None = None,
         metrics_enabled: bool = True,
+        log_level: str | None = None,
     ) -> None:
         self.service = service
         self.namespace = namespace
         self.metrics_enabled = metrics_enabled
-        self.logger = Logger(service=service, stream=stream)
+        requested = os.environ.get(ENV_POWERTOOLS_LOG_LEVEL, "") if log_level is None else log_level
+        level = requested.strip().upper() or "INFO"
+        known = level in logging.getLevelNamesMapping()
+        # Given a level, Powertools does not read POWERTOOLS_LOG_LEVEL, which raises on an unknown
+        # name: at import, that would stop the function, and a bad setting must not.
+        self.logger = Logger(service=service, stream=stream, level=level if known else "INFO")
+        if not known:
+            self.logger.warning(
+                f"{ENV_POWERTOOLS_LOG_LEVEL} {requested!r} is not a log level "
+                "(DEBUG, INFO, WARNING, ERROR, CRITICAL): logging at INFO",
+                extra={"setting": ENV_POWERTOOLS_LOG_LEVEL},
+            )
         self._stream = stream
         self._write_lock = threading.Lock()
 
@@ -60,6 +74,7 @@ class Telemetry:
             service=env.get(ENV_POWERTOOLS_SERVICE_NAME) or DEFAULT_SERVICE_NAME,
             namespace=env.get(ENV_POWERTOOLS_METRICS_NAMESPACE) or DEFAULT_METRICS_NAMESPACE,
             metrics_enabled=env.get(ENV_POWERTOOLS_METRICS_DISABLED, "").strip().lower() not in _TRUE,
+            log_level=env.get(ENV_POWERTOOLS_LOG_LEVEL, ""),
         )
 
     def put_metrics(self, values: Mapping[str, tuple[MetricUnit, float]]) -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -10,6 +14,7 @@ import pytest
 from lambda_src.contract import LAMBDA_MAX_PAYLOAD_BYTES
 from lambda_src.cpus import available_cpus, cgroup_cpu_quota
 from lambda_src.settings import RuntimeSettings
+from lambda_src.telemetry import Telemetry
 
 
 def test_defaults_fit_lambda() -> None:
@@ -94,3 +99,30 @@ def test_available_cpus_is_the_affinity_mask_capped_by_the_quota_rounded_up(tmp_
     assert available_cpus(_cgroup(tmp_path / "none", {})) == affinity
     assert available_cpus(_cgroup(tmp_path / "half", {"cpu.max": "50000 100000"})) == 1
     assert available_cpus(_cgroup(tmp_path / "many", {"cpu.max": "6400000 100000"})) == affinity
+
+
+@pytest.mark.parametrize("how", ["from the function's environment", "from the process environment"])
+def test_an_unknown_log_level_logs_at_info_and_says_so_instead_of_stopping_the_function(
+    monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    # Given POWERTOOLS_LOG_LEVEL=LOUD (Powertools itself raises on it: an init error on Lambda)
+    stream = io.StringIO()
+    service = f"log-level-{uuid.uuid4().hex[:8]}"  # Powertools loggers are per service name, process-wide
+    if how == "from the function's environment":
+        telemetry = Telemetry(service=service, stream=stream, log_level="LOUD")
+        assert Telemetry.from_env({"POWERTOOLS_LOG_LEVEL": "LOUD"}).logger.log_level == logging.INFO
+    else:
+        monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "LOUD")
+        telemetry = Telemetry(service=service, stream=stream)
+    # Then it logs at INFO, and its first line tells the operator which setting is wrong
+    assert telemetry.logger.log_level == logging.INFO
+    (warning,) = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert warning["level"] == "WARNING" and warning["setting"] == "POWERTOOLS_LOG_LEVEL"
+    assert "'LOUD' is not a log level" in warning["message"]
+
+
+def test_a_known_log_level_is_taken_in_any_case() -> None:
+    telemetry = Telemetry(
+        service=f"log-level-{uuid.uuid4().hex[:8]}", stream=io.StringIO(), log_level="debug"
+    )
+    assert telemetry.logger.log_level == logging.DEBUG
