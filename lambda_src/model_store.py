@@ -28,6 +28,16 @@ from lambda_src.artifact import LATEST, check_name, latest_key, manifest_key
 from lambda_src.contract import ENV_MODEL_NAME, ENV_MODEL_STORE, ENV_MODEL_VERSION
 from lambda_src.errors import ArtifactNotFound, ManifestError, ModelArtifactError
 
+# Every S3 call of the runtime is bounded, so a store that stops answering (a broken proxy or
+# VPC endpoint) cannot hold init past Lambda's 10 s or a request past its timeout. boto3's
+# defaults are 60 s to connect and 60 s per read, retried: minutes.
+S3_CONNECT_TIMEOUT_S = 1.0
+S3_READ_TIMEOUT_S = 2.0  # without a byte from the store; S3 starts answering in milliseconds
+S3_MAX_ATTEMPTS = 2  # the first try and one retry
+S3_MAX_RETRY_DELAY_S = 1.0  # botocore's standard mode waits at most 1 s before the retry
+# The longest one S3 call can take when the store does not answer: 7 s.
+STORE_CALL_BOUND_S = S3_MAX_ATTEMPTS * (S3_CONNECT_TIMEOUT_S + S3_READ_TIMEOUT_S) + S3_MAX_RETRY_DELAY_S
+
 
 class ModelStore(Protocol):
     """Read access to the objects of a model store, by key relative to the store root."""
@@ -125,10 +135,20 @@ class S3ModelStore:
     @property
     def client(self) -> Any:
         if self._client is None:
-            import boto3  # imported on first use: local stores never pay for it
-
-            self._client = boto3.client("s3")
+            self._client = self._new_client()
         return self._client
+
+    def _new_client(self) -> Any:
+        """The runtime's client: every call gives up within STORE_CALL_BOUND_S."""
+        import boto3  # imported on first use: local stores never pay for it
+        from botocore.config import Config
+
+        bounded = Config(
+            connect_timeout=S3_CONNECT_TIMEOUT_S,
+            read_timeout=S3_READ_TIMEOUT_S,
+            retries={"mode": "standard", "total_max_attempts": S3_MAX_ATTEMPTS},
+        )
+        return boto3.client("s3", config=bounded)
 
     def read(self, key: str) -> bytes:
         with self._errors(key):

@@ -314,6 +314,12 @@ _CONTENT_TYPES = {WEIGHTS_FILE: "application/octet-stream", MANIFEST_FILE: JSON_
 class S3Publisher(S3ModelStore):
     """A model store under `s3://bucket/prefix` that can also publish (boto3 honours AWS_ENDPOINT_URL_S3)."""
 
+    def _new_client(self) -> Any:
+        # boto3's own timeouts and retries: an upload takes what it takes, a person watches its progress.
+        import boto3
+
+        return boto3.client("s3")
+
     def _list_keys(self, prefix: str) -> Iterator[str]:
         pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
         for page in pages:

@@ -1,17 +1,27 @@
-"""The local endpoint reading its model from an S3 endpoint (moto's server), and stopping on Ctrl-C."""
+"""The local endpoint reading its model from an S3 endpoint (moto's server, or one that never answers)."""
 
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Iterator
 
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from lambda_src.errors import ModelArtifactError
+from lambda_src.model_store import (
+    S3_CONNECT_TIMEOUT_S,
+    S3_MAX_ATTEMPTS,
+    S3_READ_TIMEOUT_S,
+    STORE_CALL_BOUND_S,
+    S3ModelStore,
+)
 from model_training.publishing import publish
 from tests.e2e.conftest import MODEL_NAME, curl, top_labels
 from tests.local_server import start_server
+from tests.silent_store import silent_endpoint
 
 BUCKET = "model-bucket"
 FAKE_CREDENTIALS = {
@@ -68,3 +78,18 @@ def test_a_model_in_any_s3_endpoint_is_served_and_ctrl_c_stops_cleanly(
     output = server.log()
     assert output.rstrip().endswith("Stopped.")
     assert "received SIGINT" in output and "Traceback" not in output
+
+
+def test_every_s3_read_of_the_runtime_gives_up_within_the_bound(monkeypatch):
+    with silent_endpoint() as endpoint:
+        for name, value in {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL_S3": endpoint}.items():
+            monkeypatch.setenv(name, value)
+        store = S3ModelStore(BUCKET, "models")
+        started = time.monotonic()
+        with pytest.raises(ModelArtifactError, match="timeout"):
+            store.read("models/e2e-shapes/LATEST")
+        elapsed = time.monotonic() - started
+    assert elapsed <= STORE_CALL_BOUND_S
+    config = store.client.meta.config
+    assert (config.connect_timeout, config.read_timeout) == (S3_CONNECT_TIMEOUT_S, S3_READ_TIMEOUT_S)
+    assert config.retries == {"mode": "standard", "total_max_attempts": S3_MAX_ATTEMPTS}

@@ -7,9 +7,7 @@ The task root and the stores live in a world-readable folder: the function runs 
 from __future__ import annotations
 
 import shutil
-import socket
 import tempfile
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +21,7 @@ from tests.infrastructure.conftest import Synthesized
 from tests.infrastructure.test_inference_function import function_properties
 from tests.rehearsal.function import HANDLER, Function, build_task_root, make_writable
 from tests.runtime.support import make_manifest, state_dict_bytes, train_tiny_model
+from tests.silent_store import silent_endpoint
 
 MODEL_NAME = "colours"
 
@@ -115,23 +114,5 @@ def start_function(
 
 @pytest.fixture
 def silent_s3_endpoint() -> Iterator[str]:
-    """http://127.0.0.1:PORT that accepts connections and never answers; closed after the test."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def hold() -> None:
-        listener.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                accepted.append(listener.accept()[0])
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=hold, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    stop.set()
-    thread.join(5)
-    for connection in [*accepted, listener]:
-        connection.close()
+    with silent_endpoint() as url:
+        yield url
