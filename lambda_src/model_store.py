@@ -17,7 +17,7 @@ boto3 honours AWS_ENDPOINT_URL_S3, so the same code reads moto or MinIO locally.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +62,8 @@ class StoreUri:
 
 def parse_store_uri(store_uri: str) -> StoreUri:
     """`s3://bucket/prefix`, a folder path or `file://folder`; ValueError for anything else."""
+    if not store_uri:
+        raise ValueError("not set (give s3://bucket/prefix or a local folder)")
     parsed = urlparse(store_uri)
     if parsed.scheme == "s3":
         if not parsed.netloc:
@@ -91,12 +93,22 @@ class ModelLocation:
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> ModelLocation:
+        """The location the environment names; a ValueError names the variable to fix."""
         env = os.environ if environ is None else environ
-        return cls(
-            store_uri=env.get(ENV_MODEL_STORE, ""),
-            model_name=env.get(ENV_MODEL_NAME, ""),
-            version=env.get(ENV_MODEL_VERSION, LATEST) or LATEST,
-        )
+        store_uri = env.get(ENV_MODEL_STORE, "")
+        model_name = env.get(ENV_MODEL_NAME, "")
+        version = env.get(ENV_MODEL_VERSION, LATEST) or LATEST
+        _check_variable(ENV_MODEL_STORE, lambda: parse_store_uri(store_uri))  # set, a known scheme, a bucket
+        _check_variable(ENV_MODEL_NAME, lambda: check_name("model name", model_name))
+        _check_variable(ENV_MODEL_VERSION, lambda: version == LATEST or check_name("version", version))
+        return cls(store_uri=store_uri, model_name=model_name, version=version)
+
+
+def _check_variable(variable: str, check: Callable[[], object]) -> None:
+    try:
+        check()
+    except ValueError as error:
+        raise ValueError(f"{variable}: {error}") from None
 
 
 class LocalModelStore:

@@ -261,8 +261,17 @@ def test_a_pinned_version_is_served_without_reading_latest(
 @pytest.mark.parametrize(
     ("environment", "words"),
     [
-        ({}, "the function is misconfigured: MODEL_STORE is not set"),
-        ({"MODEL_STORE": "s3://bucket/models"}, "invalid model name ''"),
+        ({}, "the function is misconfigured: MODEL_STORE: not set"),
+        ({"MODEL_STORE": "s3://bucket/models"}, "MODEL_NAME: invalid model name ''"),
+        (
+            {"MODEL_STORE": "s3://bucket/models", "MODEL_NAME": "../etc"},
+            "MODEL_NAME: invalid model name '../etc'",
+        ),
+        (
+            {"MODEL_STORE": "s3://bucket/models", "MODEL_NAME": "m", "MODEL_VERSION": "v1/../x"},
+            "MODEL_VERSION: invalid version 'v1/../x'",
+        ),
+        ({"MODEL_STORE": "s3://", "MODEL_NAME": "m"}, "misconfigured: MODEL_STORE: 's3://' names no bucket"),
         (
             {"MODEL_STORE": "s3://bucket/models", "MODEL_NAME": "m", "MAX_BATCH_SIZE": "lots"},
             "MAX_BATCH_SIZE must be a whole number, got 'lots'",
@@ -273,7 +282,7 @@ def test_a_pinned_version_is_served_without_reading_latest(
         ),
         (
             {"MODEL_STORE": "ftp://host/models", "MODEL_NAME": "m"},
-            "unsupported model store 'ftp://host/models'",
+            "misconfigured: MODEL_STORE: unsupported model store 'ftp://host/models'",
         ),
     ],
 )
