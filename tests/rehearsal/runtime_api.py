@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import sys
 import threading
 import time
 import uuid
@@ -77,6 +78,10 @@ class RuntimeApi(ThreadingHTTPServer):
         self.closing.set()
         self.shutdown()
         self.server_close()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a stopped environment hung up: expected
+            super().handle_error(request, client_address)
 
     def wait_for_init(self, started: float) -> float:
         """Seconds from `started` (time.monotonic) until init ended; LimitExceeded past Lambda's 10 s."""

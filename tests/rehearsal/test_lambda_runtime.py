@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from lambda_src.contract import ENV_MODEL_NAME
+from lambda_src.model_store import STORE_CALL_BOUND_S
 from model_training.publishing import publish
 from tests.rehearsal.conftest import FunctionConfig, StartFunction
 from tests.rehearsal.function import HANDLER
@@ -81,3 +83,48 @@ def test_a_broken_handler_string_is_an_init_error_reported_to_lambda(
     assert function.api.init_error["errorType"] == error_type
     assert function.api.init_error_type == error_type
     assert function.exited(within_s=10) not in {None, 0}  # the runtime exits; Lambda retries init later
+
+
+# One bad value for each setting the function reads, each a way operators get it wrong.
+BAD_SETTINGS = [
+    ("MAX_BATCH_SIZE", "eight"),
+    ("MAX_BODY_BYTES", "-1"),
+    ("MAX_IMAGE_PIXELS", "1e6"),
+    ("MODEL_RETRY_SECONDS", "nan"),
+    ("TORCH_NUM_THREADS", "-2"),
+    ("MODEL_STORE", "ftp://models.example.com/models"),
+    ("MODEL_NAME", "../etc"),
+    ("MODEL_VERSION", "v1/../../x"),
+    ("POWERTOOLS_LOG_LEVEL", "LOUD"),
+]
+
+
+@pytest.mark.parametrize(("variable", "value"), BAD_SETTINGS, ids=[name for name, _ in BAD_SETTINGS])
+def test_a_bad_setting_never_stops_the_function_it_answers_503_with_the_reason(
+    start_function: StartFunction, empty_store: Path, variable: str, value: str
+) -> None:
+    settings = {"store": empty_store, variable: value} if variable != "MODEL_STORE" else {"store": value}
+    function = start_function(**settings)
+    assert function.api.init_error is None, function.api.init_error
+    for method, path in (("GET", "/health"), ("POST", "/predict")):
+        answer = function.invoke(api_gateway_event(method, path, body="{}", content_type="application/json"))
+        assert answer["statusCode"] == 503, answer
+        assert body(answer)["error"]["code"] == "model_unavailable"
+    assert variable in function.log()  # the operator reads which setting to fix
+
+
+def test_a_store_that_never_answers_costs_a_bounded_init_and_503s_never_a_hang(
+    start_function: StartFunction, silent_s3_endpoint: str
+) -> None:
+    # Given an S3 endpoint that accepts connections and never answers (a broken proxy)
+    function = start_function(
+        store="s3://model-bucket/models", AWS_ENDPOINT_URL_S3=silent_s3_endpoint, MODEL_RETRY_SECONDS=0
+    )
+    # Then init ended within Lambda's limit (the emulator holds it to 10 s) and requests get 503s
+    assert function.api.init_error is None
+    for event in (api_gateway_event("GET", "/health"), json_event({"image": b64(b"x")})):
+        started = time.monotonic()
+        answer = function.invoke(event)  # the emulator fails a request past the function's timeout
+        assert answer["statusCode"] == 503, answer
+        assert time.monotonic() - started <= STORE_CALL_BOUND_S + 1
+        assert body(answer)["error"]["code"] == "model_unavailable"
