@@ -97,7 +97,7 @@ class RuntimeApi(ThreadingHTTPServer):
         invocation = Invocation(event)
         self.pending.put(invocation)
         if not invocation.done.wait(self.timeout_s):
-            raise LimitExceeded(f"the invocation did not finish within the function's {self.timeout_s:g} s")
+            raise LimitExceeded(f"the invocation outlived the function's timeout ({self.timeout_s:g} s)")
         return invocation
 
 
