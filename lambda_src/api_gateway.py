@@ -160,6 +160,11 @@ def json_response(status: int, payload: Any, headers: Mapping[str, str] | None =
     }
 
 
-def error_response(error: ApiError, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """`{"error": {"code", "message"}}` with the error's status."""
-    return json_response(error.status, {"error": {"code": error.code, "message": error.message}}, headers)
+def error_response(
+    error: ApiError, headers: Mapping[str, str] | None = None, *, message: str | None = None
+) -> dict[str, Any]:
+    """`{"error": {"code", "message"}}` with the error's status (and its `reason`, if it has one)."""
+    body: dict[str, str] = {"code": error.code, "message": message if message is not None else error.message}
+    if error.reason is not None:
+        body["reason"] = error.reason
+    return json_response(error.status, {"error": body}, headers)

@@ -127,13 +127,11 @@ def read_state_dict(weights: bytes, description: str) -> Mapping[str, torch.Tens
     try:
         state_dict = torch.load(io.BytesIO(weights), weights_only=True, map_location="cpu")
     except Exception as error:  # torch raises many types here; each means the same thing
-        raise ModelArtifactError(
-            f"{description} is not a loadable state dict: {_first_line(error)}"
-        ) from None
+        raise IntegrityError(f"{description} is not a loadable state dict: {_first_line(error)}") from None
     if not isinstance(state_dict, Mapping) or not all(
         isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state_dict.items()
     ):
-        raise ModelArtifactError(
+        raise IntegrityError(
             f"{description} holds a {type(state_dict).__name__}, "
             "not a state dict (a mapping of names to tensors)"
         )

@@ -3,7 +3,9 @@
 A `ModelHolder` loads its location (at init, or on the first request that needs it),
 keeps the `ImageClassifier` once the load succeeds, and after a failure keeps the
 reason and refuses to try again until `retry_seconds` have passed, so a model
-published after the deploy is picked up without redeploying. Thread-safe.
+published after the deploy is picked up without redeploying. Thread-safe: one load
+at a time, and nobody waits on a load in progress longer than `load_wait_s` (the
+bound on one store call), so no store fault holds a request past it.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from lambda_src.classifier import ImageClassifier
 from lambda_src.contract import Metric
-from lambda_src.errors import ModelArtifactError, ModelUnavailable
+from lambda_src.errors import ModelArtifactError, ModelUnavailable, UnavailableReason
 from lambda_src.loader import load_model
-from lambda_src.model_store import ModelLocation, ModelStore
+from lambda_src.model_store import STORE_CALL_BOUND_S, ModelLocation, ModelStore
 from lambda_src.settings import RuntimeSettings
 from lambda_src.telemetry import Telemetry
 
@@ -46,8 +48,9 @@ class ModelHolder:
         self.configuration_error = configuration_error
         self._clock = clock
         self._lock = threading.Lock()
+        self.load_wait_s = STORE_CALL_BOUND_S
         self._classifier: ImageClassifier | None = None
-        self._failure = "the model has not been loaded yet"
+        self._failure = ModelUnavailable(UnavailableReason.LOADING, "the model has not been loaded yet")
         self._next_attempt_at = -math.inf
 
     @property
@@ -62,20 +65,25 @@ class ModelHolder:
                 self._attempt_load(init_phases_ms or {})
             return self._classifier is not None
 
-    def get(self) -> ImageClassifier:
-        """The classifier, loading it if the retry window allows; ModelUnavailable says why not."""
+    def get(self, *, wait: bool = True) -> ImageClassifier:
+        """The classifier, loading it if the retry window allows; ModelUnavailable says why not.
+
+        While another thread loads, wait at most `load_wait_s` for it (not at all with
+        `wait=False`), then give up: 503 loading.
+        """
         classifier = self._classifier
         if classifier is not None:
             return classifier
-        with self._lock:
+        if not self._lock.acquire(timeout=self.load_wait_s if wait else 0):
+            raise ModelUnavailable(UnavailableReason.LOADING, "another request is loading the model")
+        try:
             if self._classifier is None and self._clock() >= self._next_attempt_at:
                 self._attempt_load({})
             if self._classifier is None:
-                raise ModelUnavailable(
-                    f"the model cannot be served: {self._failure} "
-                    f"(next load attempt in {self.seconds_to_next_attempt()} s)"
-                )
+                raise ModelUnavailable(self._failure.reason, self._failure.detail)
             return self._classifier
+        finally:
+            self._lock.release()
 
     def seconds_to_next_attempt(self) -> int:
         return max(1, math.ceil(self._next_attempt_at - self._clock()))
@@ -84,17 +92,18 @@ class ModelHolder:
         """One load attempt; the caller holds the lock."""
         self._next_attempt_at = self._clock() + self.settings.model_retry_seconds
         started = time.perf_counter()
+        if self.location is None:
+            failure = ModelUnavailable(UnavailableReason.MISCONFIGURED, str(self.configuration_error))
+            self._record_failure(failure, init_phases_ms, exc_info=False)
+            return
         try:
-            if self.location is None:
-                raise ModelArtifactError(str(self.configuration_error))
             loaded = load_model(self.location, torch_threads=self.settings.torch_threads, store=self.store)
         except ModelArtifactError as error:
-            self._record_failure(str(error), init_phases_ms, exc_info=False)
+            self._record_failure(ModelUnavailable(error.reason, str(error)), init_phases_ms, exc_info=False)
         except Exception as error:
+            detail = f"unexpected {type(error).__name__} while loading: {error}"
             self._record_failure(
-                f"unexpected {type(error).__name__} while loading; see the function's logs",
-                init_phases_ms,
-                exc_info=True,
+                ModelUnavailable(UnavailableReason.LOAD_ERROR, detail), init_phases_ms, exc_info=True
             )
         else:
             self._classifier = ImageClassifier(loaded, max_image_pixels=self.settings.max_image_pixels)
@@ -114,8 +123,10 @@ class ModelHolder:
             )
             self.telemetry.put_metrics({Metric.MODEL_LOAD_DURATION: (MetricUnit.Milliseconds, total_ms)})
 
-    def _record_failure(self, reason: str, init_phases_ms: Mapping[str, float], *, exc_info: bool) -> None:
-        self._failure = reason
+    def _record_failure(
+        self, failure: ModelUnavailable, init_phases_ms: Mapping[str, float], *, exc_info: bool
+    ) -> None:
+        self._failure = failure
         location = self.location
         self.telemetry.logger.error(
             "model load failed",
@@ -123,7 +134,8 @@ class ModelHolder:
             extra={
                 "model_name": location.model_name if location else None,
                 "model_version": location.version if location else None,
-                "reason": reason,
+                "reason": failure.detail,
+                "reason_code": failure.reason,
                 "retry_in_s": self.settings.model_retry_seconds,
                 "phases_ms": dict(init_phases_ms),
             },

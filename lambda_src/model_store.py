@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 
 from lambda_src.artifact import LATEST, check_name, latest_key, manifest_key
 from lambda_src.contract import ENV_MODEL_NAME, ENV_MODEL_STORE, ENV_MODEL_VERSION
-from lambda_src.errors import ArtifactNotFound, ManifestError, ModelArtifactError
+from lambda_src.errors import ArtifactNotFound, ManifestError, ModelArtifactError, NotPublished
 
 # Every S3 call of the runtime is bounded, so a store that stops answering (a broken proxy or
 # VPC endpoint) cannot hold init past Lambda's 10 s or a request past its timeout. boto3's
@@ -204,7 +204,7 @@ def resolve_version(store: ModelStore, model_name: str, version: str) -> str:
     try:
         raw = store.read(key)
     except ArtifactNotFound as error:
-        raise ArtifactNotFound(f"model {model_name!r} has no published version: {error}") from None
+        raise NotPublished(f"model {model_name!r} has no published version: {error}") from None
     try:
         return check_name("version", raw.decode("utf-8").strip())
     except (UnicodeDecodeError, ValueError) as error:

@@ -4,8 +4,9 @@ A cold start from S3 spends its first second importing torch on the CPU and then
 the network for the LATEST pointer, the manifest and the weights. `PrefetchingStore` starts
 that reading (boto3's import included) in a thread first, so the wait overlaps the imports.
 The loader then reads through it like any store: each object it asks for comes from what
-the thread fetched, once, and anything else (a retry, an object that failed) is read again
-the ordinary way, so every error still reaches the loader with its usual message.
+the thread fetched, once, or fails as it failed there (a store that does not answer is not
+waited on twice, so init stays within the bound of one store call); anything else (a
+retry, an object the thread never reached) is read the ordinary way.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import threading
 from collections.abc import Mapping
 
 from lambda_src.artifact import manifest_key, weights_key
+from lambda_src.errors import ModelArtifactError
 from lambda_src.model_store import ModelLocation, S3ModelStore, open_store, resolve_version
 
 
@@ -38,6 +40,7 @@ class PrefetchingStore:
         self.store_uri = store.store_uri
         self.location = location
         self._fetched: dict[str, bytes] = {}
+        self._failed: dict[str, ModelArtifactError] = {}
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._fetch, name="model-prefetch", daemon=True)
         self._thread.start()
@@ -52,10 +55,13 @@ class PrefetchingStore:
         return cls(store, location) if isinstance(store, S3ModelStore) else None
 
     def read(self, key: str) -> bytes:
-        """The object at `key`: the prefetched bytes the first time, else read now."""
+        """The object at `key`: what the prefetch got (bytes or its error) the first time, else read now."""
         self._thread.join()
         with self._lock:
             data = self._fetched.pop(key, None)
+            failure = self._failed.pop(key, None)
+        if failure is not None:
+            raise failure
         return data if data is not None else self.store.read(key)
 
     def exists(self, key: str) -> bool:
@@ -75,7 +81,12 @@ class PrefetchingStore:
             return
 
     def _keep(self, key: str) -> bytes:
-        data = self.store.read(key)
+        try:
+            data = self.store.read(key)
+        except ModelArtifactError as error:
+            with self._lock:
+                self._failed[key] = error
+            raise
         with self._lock:
             self._fetched[key] = data
         return data

@@ -107,15 +107,26 @@ class InferenceService:
             request = parse_event(event)
             record.update(api_request_id=request.request_id, method=request.method, route=request.path[:200])
             response = self._route(request, timer, record)
+        except ModelUnavailable as error:
+            # The caller gets the reason and a short message; the details go to this request's log line.
+            retry_s = self.holder.seconds_to_next_attempt()
+            message = (
+                f"{error.message}; the function's log has the details under request id "
+                f"{_logged_request_id(record)!r} (next load attempt in {retry_s} s)"
+            )
+            response = error_response(error, self._error_headers(error, request), message=message)
+            record.update(error_code=error.code, error_reason=error.reason, error=error.detail[:1000])
         except ApiError as error:
             response = error_response(error, self._error_headers(error, request))
             record.update(error_code=error.code, error=error.message[:500])
         except Exception:
             # A bug, not the client's doing: the trace goes to the log, never to the client.
             self.telemetry.logger.exception("unexpected error while handling a request", extra=record)
-            request_id = record.get("api_request_id") or record.get("request_id", "")
             response = error_response(
-                ApiError(f"internal error; the function's logs have the details (request id {request_id!r})")
+                ApiError(
+                    "internal error; the function's logs have the details "
+                    f"(request id {_logged_request_id(record)!r})"
+                )
             )
         if self.settings.cors_allow_origin:
             response["headers"]["Access-Control-Allow-Origin"] = self.settings.cors_allow_origin
@@ -130,7 +141,7 @@ class InferenceService:
             raise NotFound(f"there is no route {request.path!r:.100}; this API has {routes}")
         if request.method != allowed:
             raise MethodNotAllowed(f"{request.path} accepts {allowed} only, not {request.method:.20}")
-        classifier = self.holder.get()
+        classifier = self.holder.get(wait=request.path != HEALTH_PATH)  # health never waits on a load
         record.update(
             model_name=classifier.model.manifest.model_name, model_version=classifier.model.manifest.version
         )
@@ -187,6 +198,11 @@ class InferenceService:
             for phase, metric in _PHASE_METRICS.items():
                 metrics[metric] = (MetricUnit.Milliseconds, latency.get(phase, 0.0))
         self.telemetry.put_metrics(metrics)
+
+
+def _logged_request_id(record: Mapping[str, Any]) -> str:
+    """The id a caller can quote to find this request's log line (API Gateway's, else Lambda's)."""
+    return str(record.get("api_request_id") or record.get("request_id", ""))
 
 
 def _aws_request_id(context: object) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from collections.abc import Iterator
 
@@ -78,6 +79,47 @@ def test_a_model_in_any_s3_endpoint_is_served_and_ctrl_c_stops_cleanly(
     output = server.log()
     assert output.rstrip().endswith("Stopped.")
     assert "received SIGINT" in output and "Traceback" not in output
+
+
+def test_a_store_that_never_answers_gets_503s_within_the_bound_and_ctrl_c_still_stops_it(tmp_path):
+    # Given an S3 endpoint that accepts connections and never answers, and loads retried on every request
+    with silent_endpoint() as endpoint:
+        env = {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL_S3": endpoint, "MODEL_RETRY_SECONDS": "0"}
+        args = ["--store", f"s3://{BUCKET}/models", "--model-name", MODEL_NAME]
+        # When the local endpoint starts (its first load gives up within the bound)
+        server = start_server("local_endpoint", args, tmp_path / "server.log", env=env)
+        try:
+            # Then requests get 503 within the bound, even while another one is loading
+            answers: list[tuple[int, dict, float]] = []
+
+            def ask(path: str) -> None:
+                started = time.monotonic()
+                try:
+                    status, body = curl(f"{server.url}{path}")
+                except Exception as error:  # the assertion below shows it
+                    status, body = 0, {"error": repr(error)}
+                answers.append((status, body, time.monotonic() - started))
+
+            clients = [
+                threading.Thread(target=ask, args=(path,))
+                for path in ("/health", "/health", "/health", "/nowhere")
+            ]
+            for client in clients:
+                client.start()
+            for client in clients:
+                client.join()
+            stopping = time.monotonic()
+        finally:
+            exit_code = server.stop(signal.SIGINT, timeout_s=STORE_CALL_BOUND_S + 5)
+        stopped_after = time.monotonic() - stopping
+
+    statuses = sorted(status for status, _, _ in answers)
+    assert statuses == [404, 503, 503, 503], answers
+    assert all(seconds <= STORE_CALL_BOUND_S + 2 for _, _, seconds in answers), answers
+    assert {body["error"]["code"] for status, body, _ in answers if status == 503} == {"model_unavailable"}
+    # and Ctrl-C stops it within the bound too, cleanly
+    assert exit_code == 0 and stopped_after <= STORE_CALL_BOUND_S + 3
+    assert "Traceback" not in server.log()
 
 
 def test_every_s3_read_of_the_runtime_gives_up_within_the_bound(monkeypatch):

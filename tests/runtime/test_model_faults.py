@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import re
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,12 +15,14 @@ import torch
 
 from lambda_src.architectures import build_model
 from lambda_src.artifact import Manifest, Preprocessing, latest_key, manifest_key, weights_key
+from lambda_src.model_store import STORE_CALL_BOUND_S, ModelStore, open_store
 from lambda_src.service import InferenceService
 from lambda_src.settings import RuntimeSettings
 
-from .conftest import PREFIX, ModelBucket
+from .conftest import MODEL_NAME, PREFIX, TEST_SETTINGS, ModelBucket
 from .support import (
     CapturedTelemetry,
+    Publication,
     api_gateway_event,
     b64,
     body_of,
@@ -124,32 +128,46 @@ def _publish_fault(bucket: ModelBucket, name: str, fault: str, weights: bytes, t
     raise AssertionError(fault)
 
 
-FAULTS = [
-    "nothing published",
-    "weights missing",
-    "manifest missing",
-    "corrupted weights",
-    "truncated weights",
-    "unknown architecture",
-    "wrong class count",
-    "not a state dict",
-    "pickled code",
-    "manifest not JSON",
-    "manifest of another version",
-    "LATEST names no version",
-    "input too small for the architecture",
-]
+FAULT_REASONS = {
+    "nothing published": "not_published",
+    "weights missing": "artifact_missing",
+    "manifest missing": "artifact_missing",
+    "corrupted weights": "invalid_model",
+    "truncated weights": "invalid_model",
+    "unknown architecture": "invalid_model",
+    "wrong class count": "invalid_model",
+    "not a state dict": "invalid_model",
+    "pickled code": "invalid_model",
+    "manifest not JSON": "invalid_model",
+    "manifest of another version": "invalid_model",
+    "LATEST names no version": "invalid_model",
+    "input too small for the architecture": "invalid_model",
+}
+FAULTS = list(FAULT_REASONS)
 
 
-def assert_unavailable(response: dict[str, Any], words: str) -> str:
+def assert_unavailable(
+    response: dict[str, Any], telemetry: CapturedTelemetry, reason: str, words: str
+) -> str:
+    """A 503 with its stable reason and a short message; the details (`words`) only in the log line."""
     assert response["statusCode"] == 503, response["body"]
     error = body_of(response)["error"]
-    assert error["code"] == "model_unavailable"
-    assert words in error["message"]
+    assert (error["code"], error["reason"]) == ("model_unavailable", reason)
+    assert words not in response["body"] and "s3://" not in response["body"]
     assert "Traceback" not in response["body"]
     assert int(response["headers"]["Retry-After"]) >= 1
+    request_id = _quoted_request_id(error["message"])  # the caller's handle on the details
+    (logged,) = [line for line in telemetry.logs("request") if line.get("api_request_id") == request_id]
+    assert (logged["error_reason"], logged["status"]) == (reason, 503)
+    assert words in logged["error"]
     message: str = error["message"]
     return message
+
+
+def _quoted_request_id(message: str) -> str:
+    found = re.search(r"request id '([^']+)'", message)
+    assert found, message
+    return found.group(1)
 
 
 @pytest.mark.parametrize("fault", FAULTS)
@@ -165,8 +183,9 @@ def test_a_broken_model_answers_503_with_the_reason_and_keeps_answering(
     service, telemetry, _ = make_service(name)
 
     assert service.load() is False  # what the handler module does at init
-    assert_unavailable(service.handle(HEALTH), words)
-    assert_unavailable(service.handle(json_event({"image": b64(PNG)})), words)
+    reason = FAULT_REASONS[fault]
+    assert_unavailable(service.handle(HEALTH), telemetry, reason, words)
+    assert_unavailable(service.handle(json_event({"image": b64(PNG)})), telemetry, reason, words)
     # Routing still works, and client errors still come first where no model is needed.
     assert service.handle(api_gateway_event("GET", "/nowhere"))["statusCode"] == 404
 
@@ -185,7 +204,7 @@ def test_a_model_published_after_the_deploy_is_picked_up_after_the_retry_interva
     service, telemetry, now = make_service("published-late", model_retry_seconds=30)
     assert service.load() is False
     first = service.handle(HEALTH)
-    assert_unavailable(first, "has no published version")
+    assert_unavailable(first, telemetry, "not_published", "has no published version")
     assert first["headers"]["Retry-After"] == "30"
     assert "next load attempt in 30 s" in body_of(first)["error"]["message"]
 
@@ -254,8 +273,11 @@ def test_a_pinned_version_is_served_without_reading_latest(
         )
     service, _, _ = make_service("pinned", version="2024-06-01")
     assert body_of(service.handle(HEALTH))["model"]["version"] == "2024-06-01"
-    missing, _, _ = make_service("pinned", version="2031-01-01")
-    assert_unavailable(missing.handle(HEALTH), "pinned/2031-01-01/manifest.json does not exist")
+    missing, telemetry, _ = make_service("pinned", version="2031-01-01")
+    answer = missing.handle(HEALTH)
+    assert_unavailable(
+        answer, telemetry, "artifact_missing", "pinned/2031-01-01/manifest.json does not exist"
+    )
 
 
 @pytest.mark.parametrize(
@@ -292,8 +314,8 @@ def test_a_misconfigured_function_answers_503_saying_which_setting_is_wrong(
     telemetry = CapturedTelemetry()
     service = InferenceService.from_env(environment, telemetry=telemetry)
     assert service.load() is False
-    assert_unavailable(service.handle(HEALTH), words)
-    assert_unavailable(service.handle(json_event({"image": b64(PNG)})), words)
+    assert_unavailable(service.handle(HEALTH), telemetry, "misconfigured", words)
+    assert_unavailable(service.handle(json_event({"image": b64(PNG)})), telemetry, "misconfigured", words)
     assert words in telemetry.logs("model load failed")[0]["reason"]
 
 
@@ -302,19 +324,24 @@ def test_concurrent_requests_load_the_model_once_and_are_all_answered(
 ) -> None:
     service, telemetry, _ = make_service("colours")  # not loaded yet: the first requests race to load it
     events = [HEALTH if i % 2 else json_event({"image": b64(PNG)}) for i in range(8)]
-    statuses: list[int] = []
+    answers: list[tuple[str, dict[str, Any]]] = []
     barrier = threading.Barrier(len(events))
 
     def call(event: dict[str, Any]) -> None:
         barrier.wait()
-        statuses.append(service.handle(event)["statusCode"])
+        answers.append((event["path"], service.handle(event)))
 
     threads = [threading.Thread(target=call, args=(event,)) for event in events]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=120)
-    assert statuses == [200] * len(events)
+    # Predictions wait for the load in progress; health checks never wait: 200, or 503 "loading"
+    assert [answer["statusCode"] for path, answer in answers if path == "/predict"] == [200] * 4
+    for path, answer in answers:
+        if path == "/health" and answer["statusCode"] != 200:
+            assert body_of(answer)["error"]["reason"] == "loading", answer
+    assert len(answers) == len(events)
     assert len(telemetry.logs("model loaded")) == 1
     assert len(telemetry.logs("request")) == len(events)
 
@@ -358,3 +385,64 @@ def test_settings_from_the_environment_reach_the_service(model_bucket: ModelBuck
     response = service.handle(json_event({"images": [b64(PNG)] * 3}))
     assert response["statusCode"] == 413
     assert "at most 2 per request" in body_of(response)["error"]["message"]
+
+
+class _StoreThatStalls:
+    """A model store whose reads wait until the test lets them through: a store that stopped answering."""
+
+    def __init__(self, store: ModelStore) -> None:
+        self.store = store
+        self.prefix = store.prefix
+        self.store_uri = store.store_uri
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def read(self, key: str) -> bytes:
+        self.entered.set()
+        self.release.wait(60)
+        return self.store.read(key)
+
+    def exists(self, key: str) -> bool:
+        return self.store.exists(key)
+
+    def describe(self, key: str) -> str:
+        return self.store.describe(key)
+
+
+def test_no_request_waits_on_a_load_in_progress_past_the_bound_and_routing_and_health_never_wait(
+    model_bucket: ModelBucket, published: Publication
+) -> None:
+    # Given a load in progress that the store holds up
+    location = model_bucket.location(MODEL_NAME)
+    stalling = _StoreThatStalls(open_store(location.store_uri))
+    service = InferenceService(
+        location, settings=TEST_SETTINGS, telemetry=CapturedTelemetry(), store=stalling
+    )
+    assert service.holder.load_wait_s == STORE_CALL_BOUND_S
+    service.holder.load_wait_s = 0.5  # the production bound is 7 s; the test's is shorter
+    loading = threading.Thread(target=service.load)
+    loading.start()
+    assert stalling.entered.wait(30)
+    try:
+        # When requests arrive meanwhile
+        waited = {}
+        for name, event, status in (
+            ("predict", json_event({"image": b64(PNG)}), 503),
+            ("health", HEALTH, 503),
+            ("unknown route", api_gateway_event("GET", "/nowhere"), 404),
+            ("wrong method", api_gateway_event("DELETE", "/predict"), 405),
+        ):
+            started = time.monotonic()
+            answer = service.handle(event)
+            waited[name] = time.monotonic() - started
+            assert answer["statusCode"] == status, (name, answer)
+            if status == 503:
+                assert body_of(answer)["error"]["reason"] == "loading"
+    finally:
+        stalling.release.set()
+        loading.join(60)
+    # Then a prediction waited for the load at most the bound, and nothing else waited at all
+    assert 0.5 <= waited.pop("predict") < 0.5 + 1
+    assert all(seconds < 0.5 for seconds in waited.values()), waited
+    # and once the store answers, the model is served
+    assert service.handle(HEALTH)["statusCode"] == 200

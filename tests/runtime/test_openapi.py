@@ -143,6 +143,12 @@ def test_error_responses_match_their_schemas(
     assert_conforms(spec, response, "/predict", "POST")
 
 
+def test_unavailable_reasons_are_exactly_the_handlers(spec: dict[str, Any]) -> None:
+    error = spec["components"]["schemas"]["Error"]["properties"]["error"]
+    assert error["properties"]["reason"]["enum"] == [reason.value for reason in errors.UnavailableReason]
+    assert "reason" not in error["required"]
+
+
 def test_model_unavailable_matches_its_schema_and_headers(spec: dict[str, Any], make_service: Any) -> None:
     unavailable, _, _ = make_service("not-published-anywhere")
     for path, method in (("/health", "GET"), ("/predict", "POST")):

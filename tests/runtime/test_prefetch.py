@@ -55,9 +55,12 @@ def test_a_model_the_prefetch_cannot_find_fails_to_load_with_the_usual_error(
     model_bucket: ModelBucket, published: Publication
 ) -> None:
     location = model_bucket.location("never-published")
-    store, _ = counting_store(model_bucket)
+    store, requested = counting_store(model_bucket)
     with pytest.raises(ArtifactNotFound, match="'never-published' has no published version"):
         load_model(location, torch_threads=1, store=PrefetchingStore(store, location))
+    # The loader got the prefetch's failure instead of asking again: a store that does not
+    # answer costs init one bounded wait, not two.
+    assert requested == [f"{PREFIX}/never-published/LATEST"]
 
 
 def test_only_a_model_in_s3_is_prefetched(tmp_path: Path, model_bucket: ModelBucket) -> None:
