@@ -10,6 +10,7 @@ when the model cannot be loaded, `/health` and `/predict` say why with a 503.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -60,6 +61,7 @@ class InferenceService:
             store=store,
         )
         self._cold_start = True
+        self._cold_start_lock = threading.Lock()
 
     @classmethod
     def from_env(
@@ -183,7 +185,8 @@ class InferenceService:
 
     def _report_request(self, record: dict[str, Any], timer: PhaseTimer) -> None:
         """One log line and one metrics line per request."""
-        cold_start, self._cold_start = self._cold_start, False
+        with self._cold_start_lock:  # requests run in parallel threads locally: exactly one is first
+            cold_start, self._cold_start = self._cold_start, False
         status = record["status"]
         latency = {"total": round(record.pop("total_ms"), 1), **timer.rounded()}
         log = self.telemetry.logger.info if status < 500 else self.telemetry.logger.error

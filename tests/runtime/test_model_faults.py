@@ -446,3 +446,35 @@ def test_no_request_waits_on_a_load_in_progress_past_the_bound_and_routing_and_h
     assert all(seconds < 0.5 for seconds in waited.values()), waited
     # and once the store answers, the model is served
     assert service.handle(HEALTH)["statusCode"] == 200
+
+
+class _SlowToReadColdStart(InferenceService):
+    """Reading the cold-start flag takes a while, so requests overlap exactly where it flips."""
+
+    @property
+    def _cold_start(self) -> bool:
+        value: bool = self.__dict__["cold"]
+        time.sleep(0.05)  # between reading the flag and clearing it
+        return value
+
+    @_cold_start.setter
+    def _cold_start(self, value: bool) -> None:
+        self.__dict__["cold"] = value
+
+
+def test_exactly_one_request_reports_the_cold_start_even_when_requests_overlap(
+    model_bucket: ModelBucket, published: Publication
+) -> None:
+    telemetry = CapturedTelemetry()
+    service = _SlowToReadColdStart(
+        model_bucket.location(MODEL_NAME), settings=TEST_SETTINGS, telemetry=telemetry
+    )
+    threads = [
+        threading.Thread(target=service.handle, args=(api_gateway_event("GET", "/nowhere"),))
+        for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert [line["cold_start"] for line in telemetry.logs("request")].count(True) == 1
