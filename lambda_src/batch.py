@@ -1,0 +1,244 @@
+"""Batch classification: image keys in, one result line per image out.
+
+The same `BatchWorker` runs behind Step Functions' Distributed Map (lambda_src/batch_handler.py)
+and on one machine (local_endpoint/batch_runner.py). It reads each image from a bucket or a
+folder, bounded in size, through the serving path's decoding, preprocessing and model, and
+answers every image with a line (docs/batch-result.schema.json):
+
+    {"key": "...", "model": {"name", "version"}, "predictions": [{"label", "index", "score"}]}
+    {"key": "...", "model": {"name", "version"}, "error": {"code", "message"}}
+
+A bad image gets its error line; it never fails the batch. A job's model version is resolved
+once, before the first batch, and each batch names it, so one job never mixes versions.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from lambda_src.artifact import LATEST, check_name
+from lambda_src.errors import ApiError, NotFound, PayloadTooLarge
+from lambda_src.images import decode_image
+from lambda_src.loader import LoadedModel, load_model
+from lambda_src.model_store import ModelLocation, open_store, resolve_version
+from lambda_src.predictor import Predictor
+from lambda_src.settings import RuntimeSettings
+
+RESULT_SCHEMA_VERSION = 1
+DEFAULT_TOP_K = 5
+MAX_TOP_K = 20  # keeps each line, and a batch's returned lines, small (Step Functions: 256 KB per state)
+MAX_IMAGE_BYTES = 20 * 1024 * 1024  # one object read at a time, never more than this
+FORWARD_BATCH = 8  # input tensors per forward pass: bounds the memory of a batch of any size
+MAX_MESSAGE_CHARS = 300
+
+
+class ImageUnreadable(ApiError):
+    """The image exists but could not be read (a storage error, not the image's content)."""
+
+    code = "read_failed"
+
+
+class ImageSource(Protocol):
+    """Where a batch's images are read from, by key."""
+
+    def read(self, key: str, max_bytes: int) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class FolderImages:
+    """Images in a local folder; keys are paths relative to it, with '/'."""
+
+    root: Path
+
+    def read(self, key: str, max_bytes: int) -> bytes:
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise NotFound(f"{key} is outside the input folder")
+        try:
+            size = path.stat().st_size
+            if size > max_bytes:
+                raise PayloadTooLarge(f"{key} is {size:,} bytes; the limit is {max_bytes:,}")
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise NotFound(f"{key} does not exist") from None
+        except OSError as error:
+            raise ImageUnreadable(f"cannot read {key}: {error.strerror}") from None
+
+    def keys(self) -> Iterator[str]:
+        """Every file under the folder (hidden ones excepted), in a stable order."""
+        for path in sorted(self.root.rglob("*")):
+            relative = path.relative_to(self.root)
+            if path.is_file() and not any(part.startswith(".") for part in relative.parts):
+                yield relative.as_posix()
+
+
+@dataclass(frozen=True)
+class S3Images:
+    """Images in one S3 bucket (any endpoint boto3 is pointed at)."""
+
+    bucket: str
+    client: Any
+
+    def read(self, key: str, max_bytes: int) -> bytes:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=key)
+            size = response["ContentLength"]
+            if size > max_bytes:
+                response["Body"].close()
+                raise PayloadTooLarge(f"{key} is {size:,} bytes; the limit is {max_bytes:,}")
+            with response["Body"] as body:
+                return body.read(max_bytes + 1)  # the caller refuses anything longer
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            # Without s3:ListBucket on the input, S3 answers 403 for a missing key.
+            if code in {"NoSuchKey", "404", "NotFound", "AccessDenied", "403"}:
+                raise NotFound(
+                    f"s3://{self.bucket}/{key} does not exist or is not readable ({code})"
+                ) from None
+            raise ImageUnreadable(f"cannot read s3://{self.bucket}/{key}: {code}") from None
+        except BotoCoreError as error:
+            raise ImageUnreadable(f"cannot read s3://{self.bucket}/{key}: {error}") from None
+
+    def keys(self, prefix: str) -> Iterator[str]:
+        """Every object key under `prefix`, as Step Functions' S3 listing reader gives them."""
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                yield item["Key"]
+
+
+def is_image_key(key: str) -> bool:
+    """False for the "folder" placeholders the S3 console creates (keys ending in '/')."""
+    return bool(key) and not key.endswith("/")
+
+
+def item_key(item: object) -> str:
+    """The object key of one Distributed Map item: an S3 listing entry, a CSV row or a JSON value."""
+    if isinstance(item, str):
+        return item
+    if isinstance(item, Mapping):
+        for field in ("Key", "key"):
+            if isinstance(item.get(field), str):
+                return item[field]
+    raise ValueError(f"batch item {str(item)[:200]} names no object key (a string, or 'Key' / 'key')")
+
+
+@dataclass(frozen=True)
+class BatchInput:
+    """What every batch of one job shares (the Distributed Map's BatchInput)."""
+
+    bucket: str | None
+    model_version: str
+    top_k: int = DEFAULT_TOP_K
+
+    @classmethod
+    def from_event(cls, raw: object) -> BatchInput:
+        if not isinstance(raw, Mapping):
+            raise ValueError("BatchInput must be an object with 'bucket' and 'model_version'")
+        version = raw.get("model_version")
+        if not isinstance(version, str) or version == LATEST:
+            raise ValueError("BatchInput.model_version must name a published version, resolved at job start")
+        bucket = raw.get("bucket")
+        if not isinstance(bucket, str) or not bucket:
+            raise ValueError("BatchInput.bucket must name the bucket the items are in")
+        top_k = raw.get("top_k", DEFAULT_TOP_K)
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
+            raise ValueError(f"BatchInput.top_k must be a whole number from 1 to {MAX_TOP_K}")
+        return cls(bucket=bucket, model_version=check_name("version", version), top_k=top_k)
+
+
+class ModelCache:
+    """One model per execution environment: loaded on first use, kept for every later batch.
+
+    A job names its version in each batch; a later job with another version replaces it.
+    """
+
+    def __init__(
+        self,
+        store_uri: str,
+        model_name: str,
+        *,
+        torch_threads: int = 0,
+        loader: Callable[..., LoadedModel] = load_model,
+    ) -> None:
+        self.store_uri = store_uri
+        self.model_name = model_name
+        self.torch_threads = torch_threads
+        self.loads = 0  # how many times a model was loaded: once per environment and version
+        self._loader = loader
+        self._lock = threading.Lock()
+        self._predictor: Predictor | None = None
+
+    def resolve(self, version: str) -> str:
+        """The published version `version` names ("latest" follows the LATEST pointer)."""
+        return resolve_version(open_store(self.store_uri), self.model_name, version)
+
+    def predictor(self, version: str) -> Predictor:
+        with self._lock:
+            current = self._predictor
+            if current is None or current.model.manifest.version != version:
+                location = ModelLocation(self.store_uri, self.model_name, version)
+                current = Predictor(self._loader(location, torch_threads=self.torch_threads))
+                self._predictor = current
+                self.loads += 1
+            return current
+
+
+class BatchWorker:
+    """Classifies batches of image keys with one cached model; safe to share between threads."""
+
+    def __init__(self, models: ModelCache, *, settings: RuntimeSettings | None = None) -> None:
+        self.models = models
+        self.settings = settings if settings is not None else RuntimeSettings()
+
+    def classify(
+        self, source: ImageSource, keys: Sequence[str], *, version: str, top_k: int = DEFAULT_TOP_K
+    ) -> list[dict[str, Any]]:
+        """One result line per key, in the keys' order."""
+        predictor = self.models.predictor(version)
+        model = _model_id(predictor)
+        lines: list[dict[str, Any]] = [{"key": key, "model": model} for key in keys]
+        for chunk in _chunks(range(len(keys)), FORWARD_BATCH):
+            inputs: list[tuple[int, torch.Tensor]] = []
+            for index in chunk:  # one image in memory at a time; only the small tensors are kept
+                try:
+                    inputs.append((index, self._input(predictor, source, keys[index])))
+                except ApiError as error:
+                    lines[index]["error"] = {"code": error.code, "message": error.message[:MAX_MESSAGE_CHARS]}
+            if inputs:
+                ranked = predictor.predict([tensor for _, tensor in inputs], top_k)
+                for (index, _), predictions in zip(inputs, ranked, strict=True):
+                    lines[index]["predictions"] = [prediction.to_dict() for prediction in predictions]
+        return lines
+
+    def _input(self, predictor: Predictor, source: ImageSource, key: str) -> torch.Tensor:
+        data = source.read(key, MAX_IMAGE_BYTES)
+        if len(data) > MAX_IMAGE_BYTES:
+            raise PayloadTooLarge(f"{key} is over {MAX_IMAGE_BYTES:,} bytes")
+        resize = predictor.model.manifest.preprocessing.resize
+        image = decode_image(data, max_pixels=self.settings.max_image_pixels, min_side=resize, what=key)
+        return predictor.preprocess(image)
+
+
+def _model_id(predictor: Predictor) -> dict[str, str]:
+    manifest = predictor.model.manifest
+    return {"name": manifest.model_name, "version": manifest.version}
+
+
+def _chunks(items: Iterable[int], size: int) -> Iterator[list[int]]:
+    chunk: list[int] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

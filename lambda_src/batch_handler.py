@@ -1,0 +1,56 @@
+"""The batch function's entry point, `lambda_src.batch_handler.lambda_handler` (the image's CMD override).
+
+Step Functions sends it two kinds of events (stacks/batch_inference.py):
+
+    {"resolve_model_version": "latest" | "<version>"}   once per job, before the Distributed Map
+        -> {"name": "<model>", "version": "<published version>"}
+    {"Items": [...], "BatchInput": {"bucket", "model_version", "top_k"}}   once per batch
+        -> one result line per item (lambda_src/batch.py)
+
+The model is loaded on the first batch, once per execution environment, for the version the
+job resolved; the store and model name come from the same environment as the API function's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from lambda_src.batch import BatchInput, BatchWorker, ModelCache, S3Images, is_image_key, item_key
+from lambda_src.model_store import ModelLocation
+from lambda_src.settings import RuntimeSettings
+
+_location = ModelLocation.from_env()
+_settings = RuntimeSettings.from_env()
+worker = BatchWorker(
+    ModelCache(_location.store_uri, _location.model_name, torch_threads=_settings.torch_threads),
+    settings=_settings,
+)
+# Bounded, so a stalled read fails this image's line instead of the whole batch's timeout.
+_s3 = boto3.client("s3", config=Config(connect_timeout=5, read_timeout=30, retries={"mode": "standard"}))
+
+
+def lambda_handler(event: object, context: object) -> Any:
+    """A job's version resolution, or one Distributed Map batch; anything else is refused."""
+    if isinstance(event, Mapping) and "resolve_model_version" in event:
+        version = worker.models.resolve(str(event["resolve_model_version"]))
+        return {"name": worker.models.model_name, "version": version}
+    if isinstance(event, Mapping) and "Items" in event:
+        return classify_batch(event)
+    raise ValueError(
+        "expected a Distributed Map batch ({'Items', 'BatchInput'}) or {'resolve_model_version'}"
+    )
+
+
+def classify_batch(event: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One result line per image item of the batch."""
+    batch_input = BatchInput.from_event(event.get("BatchInput"))
+    items = event["Items"]
+    if not isinstance(items, list):
+        raise ValueError("Items must be a list")
+    keys = [key for key in map(item_key, items) if is_image_key(key)]
+    source = S3Images(str(batch_input.bucket), _s3)
+    return worker.classify(source, keys, version=batch_input.model_version, top_k=batch_input.top_k)
