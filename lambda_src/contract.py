@@ -81,3 +81,14 @@ class StackOutput(StrEnum):
     MODEL_VERSION = "ModelVersion"
     AUTH_MODE = "AuthMode"
     API_KEY_ID = "ApiKeyId"  # only with auth_mode api_key
+    # Only with batch_inference true; the client's `batch` command reads them.
+    BATCH_STATE_MACHINE_ARN = "BatchStateMachineArn"
+    BATCH_INPUT_LOCATIONS = "BatchInputLocations"  # s3://bucket/prefix/ the jobs may read, comma-separated
+    BATCH_OUTPUT_LOCATION = "BatchOutputLocation"  # s3://bucket/prefix/: each job writes <job name>/ there
+    BATCH_MEMORY_SIZE_MB = "BatchMemorySizeMb"
+    BATCH_IMAGES_PER_INVOCATION = "BatchImagesPerInvocation"
+    BATCH_MAX_CONCURRENCY = "BatchMaxConcurrency"
+
+
+# The batch function: the same image as the API function, started with this entry point.
+BATCH_HANDLER = "lambda_src.batch_handler.lambda_handler"

@@ -102,6 +102,14 @@ _METRICS_NAMESPACE = re.compile(r"^[A-Za-z0-9._/#:-][A-Za-z0-9 ._/#:-]{0,254}$")
 _EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
 _NONE_WORDS = {"", "none", "null"}
 _NAME_CHARACTERS = "1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_PREFIX_ALLOWED = "one or more names separated by '/' (letters, digits, '.', '_' or '-'), e.g. 'models'"
+# An Express child execution runs at most 5 minutes: the batch function's timeout plus the
+# retries' waits (stacks/batch_inference.py, 122 s at most) must fit in it.
+BATCH_TIMEOUT_LIMIT_S = 150
+# A child's output (one line per image, about 1 KB at most) must stay under Step Functions'
+# 256 KB payload limit.
+BATCH_IMAGES_PER_INVOCATION_LIMIT = 100
 
 
 class ConfigError(ValueError):
@@ -202,6 +210,20 @@ def _to_model_prefix(value: object) -> str:
     return "/".join(check_name("prefix part", part) for part in value.strip("/ ").split("/"))
 
 
+def _to_prefix_list(value: object) -> tuple[str, ...]:
+    """A JSON list (cdk.json) or a comma-separated string (-c) of key prefixes, each ending in '/'."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not items:
+        raise ValueError(value)
+    return tuple(f"{_to_model_prefix(item)}/" for item in items)
+
+
+def _to_bucket_name(value: object) -> str:
+    if isinstance(value, str) and _BUCKET_NAME.match(value.strip()) and ".." not in value:
+        return value.strip()
+    raise ValueError(value)
+
+
 def _to_metrics_namespace(value: object) -> str:
     # Not stripped: spaces are part of a CloudWatch namespace.
     if isinstance(value, str) and _METRICS_NAMESPACE.match(value) and not value.startswith("AWS/"):
@@ -274,7 +296,7 @@ class DeploymentConfig:
         default="models",
         metadata=about(
             Rule(
-                "one or more names separated by '/' (letters, digits, '.', '_' or '-'), e.g. 'models'",
+                _PREFIX_ALLOWED,
                 _to_model_prefix,
             ),
             "key prefix of the model store in the bucket (`MODEL_STORE=s3://bucket/<prefix>`)",
@@ -467,6 +489,87 @@ class DeploymentConfig:
             "subscription mail",
         ),
     )
+    # Batch inference (opt-in): stacks/batch_inference.py, the README's "Batch inference" section.
+    batch_inference: bool = field(
+        default=False,
+        metadata=about(
+            Rule("true or false", _to_boolean),
+            "add the batch path: a batch function from the same image and a Step Functions Distributed Map",
+        ),
+    )
+    batch_memory_size_mb: int = field(
+        default=3008,
+        metadata=about(whole_number(1024, 10240, " (MB)"), "batch function memory; CPU grows with it"),
+    )
+    batch_timeout_seconds: int = field(
+        default=120,
+        metadata=about(
+            whole_number(
+                10, BATCH_TIMEOUT_LIMIT_S, " (seconds; with the retries it must fit a 5-minute Express run)"
+            ),
+            "batch function timeout",
+        ),
+    )
+    batch_images_per_invocation: int = field(
+        default=32,
+        metadata=about(
+            whole_number(1, BATCH_IMAGES_PER_INVOCATION_LIMIT, " (images)"),
+            "the item batcher's `MaxItemsPerBatch`; a batch's result lines stay under Step Functions' 256 KB",
+        ),
+    )
+    batch_max_concurrency: int = field(
+        default=50,
+        metadata=about(
+            whole_number(1, 10000, " (child executions)"),
+            "the most child executions (batch function invocations) one job runs at once, and the "
+            "`batch` command's default",
+        ),
+    )
+    batch_tolerated_failure_percent: int = field(
+        default=5,
+        metadata=about(
+            # The States Language takes a whole percentage here.
+            whole_number(0, 100, " (percent of items)"),
+            "share of items in failed batches a job tolerates before it fails",
+        ),
+    )
+    batch_input_bucket: str | None = field(
+        default=None,
+        metadata=about(
+            optional(
+                "empty (the model bucket) or an S3 bucket name: 3-63 lowercase letters, digits, '.' or '-'",
+                _to_bucket_name,
+            ),
+            "the bucket jobs read images and manifests from; `null` is the model bucket",
+        ),
+    )
+    batch_input_prefixes: tuple[str, ...] = field(
+        default=("batch-input/",),
+        metadata=about(
+            Rule(
+                "one or more key prefixes such as 'images/' (a list, or comma-separated with -c)",
+                _to_prefix_list,
+            ),
+            "the only prefixes jobs may list and read",
+        ),
+    )
+    batch_output_bucket: str | None = field(
+        default=None,
+        metadata=about(
+            optional(
+                "empty (the model bucket) or an S3 bucket name: 3-63 lowercase letters, digits, '.' or '-'",
+                _to_bucket_name,
+            ),
+            "the bucket jobs write results to; `null` is the model bucket",
+        ),
+    )
+    batch_output_prefix: str = field(
+        default="batch-results",
+        metadata=about(
+            Rule(_PREFIX_ALLOWED, _to_model_prefix),
+            "each job writes `<prefix>/<job name>/`; apart from the inputs and the models",
+        ),
+    )
 
 
 SETTINGS: tuple[Field[Any], ...] = fields(DeploymentConfig)
@@ -530,7 +633,7 @@ def _combination_problems(settings: Mapping[str, Any]) -> list[str]:
             f"context key 'provisioned_concurrency' has invalid value {provisioned}: allowed is at most "
             f"reserved_concurrency ({reserved}), since provisioned environments count against the reservation"
         )
-    return problems + _autoscaling_range_problems(settings)
+    return problems + _autoscaling_range_problems(settings) + _batch_location_problems(settings)
 
 
 def _autoscaling_range_problems(settings: Mapping[str, Any]) -> list[str]:
@@ -552,6 +655,40 @@ def _autoscaling_range_problems(settings: Mapping[str, Any]) -> list[str]:
             "against the reservation"
         ]
     return []
+
+
+def _batch_location_problems(settings: Mapping[str, Any]) -> list[str]:
+    """A job must never read its own results, nor overwrite or read the model's objects."""
+    output, inputs, model_prefix = (
+        settings["batch_output_prefix"],
+        settings["batch_input_prefixes"],
+        settings["model_prefix"],
+    )
+    if output is None or inputs is None or model_prefix is None:
+        return []
+    problems = []
+    if settings["batch_input_bucket"] == settings["batch_output_bucket"]:
+        problems += [
+            f"context key 'batch_output_prefix' has invalid value {output!r}: allowed is a prefix that "
+            f"neither contains nor lies inside the input prefix {prefix!r} in the same bucket"
+            for prefix in inputs
+            if _overlap(f"{output}/", prefix)
+        ]
+    model = f"{model_prefix}/"
+    for key, bucket, prefixes in (
+        ("batch_input_prefixes", settings["batch_input_bucket"], inputs),
+        ("batch_output_prefix", settings["batch_output_bucket"], [f"{output}/"]),
+    ):
+        if bucket is None and any(_overlap(model, prefix) for prefix in prefixes):
+            problems.append(
+                f"context key {key!r} overlaps the model prefix {model!r} in the model bucket: allowed is a "
+                "prefix outside it, or another bucket"
+            )
+    return problems
+
+
+def _overlap(first: str, second: str) -> bool:
+    return first.startswith(second) or second.startswith(first)
 
 
 def _misspelled_keys(context: Mapping[str, object]) -> list[str]:

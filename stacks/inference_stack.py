@@ -9,6 +9,7 @@ from constructs import Construct
 
 from lambda_src.artifact import model_prefix as artifact_model_prefix
 from lambda_src.contract import DEPLOYED_SERVICE_NAME, StackOutput
+from stacks.batch_inference import BatchInference
 from stacks.capacity import add_provisioned_concurrency_autoscaling
 from stacks.config import LOG_RETENTION_DAYS, DeploymentConfig
 from stacks.inference_api import STAGE_NAME, InferenceApi
@@ -61,6 +62,9 @@ class InferenceStack(Stack):
             create_cloudwatch_role=config.api_gateway_cloudwatch_role,
         )
         self._build_operations(config)
+        self.batch = (
+            self._build_batch(config, model_bucket, log_retention) if config.batch_inference else None
+        )
         self._add_outputs(config, model_bucket)
 
     def _build_operations(self, config: DeploymentConfig) -> None:
@@ -105,6 +109,65 @@ class InferenceStack(Stack):
             provisioned_concurrency=config.provisioned_concurrency > 0,
         )
 
+    def _build_batch(
+        self, config: DeploymentConfig, model_bucket: s3.IBucket, log_retention: logs.RetentionDays
+    ) -> BatchInference:
+        """The opt-in batch path: a Distributed Map over S3 images, the same image and model."""
+
+        def bucket(construct_id: str, name: str | None) -> s3.IBucket:
+            return model_bucket if name is None else s3.Bucket.from_bucket_name(self, construct_id, name)
+
+        return BatchInference(
+            self,
+            "Batch",
+            model_bucket=model_bucket,
+            model_prefix=config.model_prefix,
+            model_name=config.model_name,
+            architecture=config.architecture,
+            input_bucket=bucket("BatchInputBucket", config.batch_input_bucket),
+            input_prefixes=config.batch_input_prefixes,
+            output_bucket=bucket("BatchOutputBucket", config.batch_output_bucket),
+            output_prefix=config.batch_output_prefix,
+            memory_size_mb=config.batch_memory_size_mb,
+            timeout=Duration.seconds(config.batch_timeout_seconds),
+            images_per_invocation=config.batch_images_per_invocation,
+            max_concurrency=config.batch_max_concurrency,
+            tolerated_failure_percent=config.batch_tolerated_failure_percent,
+            log_retention=log_retention,
+        )
+
+    def _batch_outputs(self, config: DeploymentConfig) -> dict[str, tuple[str, str]]:
+        batch = self.batch
+        if batch is None:
+            return {}
+        inputs = [f"s3://{batch.input_bucket.bucket_name}/{prefix}" for prefix in batch.input_prefixes]
+        return {
+            StackOutput.BATCH_STATE_MACHINE_ARN: (
+                batch.state_machine.state_machine_arn,
+                "Batch jobs: python -m model_training.batch_job --input s3://... starts and follows one",
+            ),
+            StackOutput.BATCH_INPUT_LOCATIONS: (
+                ",".join(inputs),
+                "Where batch jobs may read images and manifests (comma-separated)",
+            ),
+            StackOutput.BATCH_OUTPUT_LOCATION: (
+                f"s3://{batch.output_bucket.bucket_name}/{batch.output_prefix}/",
+                "Where batch jobs write results: <this>/<job name>/",
+            ),
+            StackOutput.BATCH_MEMORY_SIZE_MB: (
+                str(config.batch_memory_size_mb),
+                "Batch function memory (MB)",
+            ),
+            StackOutput.BATCH_IMAGES_PER_INVOCATION: (
+                str(config.batch_images_per_invocation),
+                "Images per batch function invocation",
+            ),
+            StackOutput.BATCH_MAX_CONCURRENCY: (
+                str(config.batch_max_concurrency),
+                "Most child executions (batch function invocations) a job may run at once",
+            ),
+        }
+
     def _add_outputs(self, config: DeploymentConfig, model_bucket: s3.IBucket) -> None:
         store_uri = f"s3://{model_bucket.bucket_name}/{config.model_prefix}"
         model_key_prefix = artifact_model_prefix(config.model_prefix, config.model_name)
@@ -147,5 +210,6 @@ class InferenceStack(Stack):
                 self.api.api_key.key_id,
                 "aws apigateway get-api-key --include-value --api-key <id> shows the key",
             )
+        outputs.update(self._batch_outputs(config))
         for output_id, (value, description) in outputs.items():
             CfnOutput(self, str(output_id), value=value, description=description)

@@ -48,6 +48,18 @@ VARIANTS: dict[str, dict[str, object]] = {
         "alarm_throttles": "10",
         "alarm_model_load_failures": "2",
     },
+    # Batch inference on, reading another bucket's two prefixes and writing to the model bucket.
+    "batch": {
+        "batch_inference": "true",
+        "batch_memory_size_mb": "4096",
+        "batch_timeout_seconds": "90",
+        "batch_images_per_invocation": "16",
+        "batch_max_concurrency": "40",
+        "batch_tolerated_failure_percent": "3",
+        "batch_input_bucket": "team-images",
+        "batch_input_prefixes": "photos/,scans/2026/",
+        "batch_output_prefix": "classified",
+    },
 }
 
 

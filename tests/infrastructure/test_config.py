@@ -148,6 +148,17 @@ INVALID_VALUES = [
     ("alarm_model_load_failures", 0, "from 1 to 10000 (failures per minute)"),
     ("alarm_email", "ops@", "one e-mail address"),
     ("alarm_email", "a@b.com, c@d.com", "one e-mail address"),
+    ("batch_inference", "yes", "true or false"),
+    ("batch_memory_size_mb", 512, "from 1024 to 10240 (MB)"),
+    ("batch_timeout_seconds", 151, "from 10 to 150 (seconds"),
+    ("batch_images_per_invocation", 500, "from 1 to 100 (images)"),
+    ("batch_max_concurrency", 0, "from 1 to 10000 (child executions)"),
+    ("batch_tolerated_failure_percent", "2.5", "from 0 to 100 (percent of items)"),
+    ("batch_input_bucket", "Team_Images", "an S3 bucket name"),
+    ("batch_input_prefixes", [], "one or more key prefixes"),
+    ("batch_input_prefixes", "photos/,../x", "one or more key prefixes"),
+    ("batch_output_bucket", "s3://out", "an S3 bucket name"),
+    ("batch_output_prefix", "/", "one or more names separated by '/'"),
 ]
 
 
@@ -172,6 +183,42 @@ def test_each_invalid_value_is_rejected_naming_key_value_and_what_is_allowed(
 
 def test_every_setting_has_an_invalid_value_case() -> None:
     assert {key for key, _, _ in INVALID_VALUES} == set(CONTEXT_KEYS)
+
+
+def test_batch_input_prefixes_come_as_a_list_or_comma_separated(cdk_context: dict[str, object]) -> None:
+    from_list = parse_with(cdk_context, batch_input_prefixes=["photos", "scans/2026/"])
+    from_cli = parse_with(cdk_context, batch_input_prefixes="photos/, scans/2026")
+
+    assert from_list.batch_input_prefixes == from_cli.batch_input_prefixes == ("photos/", "scans/2026/")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"batch_output_prefix": "images/results"}, "inside the input prefix 'images/'"),
+        ({"batch_output_prefix": "images"}, "inside the input prefix 'images/'"),
+        ({"batch_input_prefixes": "models/demo-shapes/"}, "overlaps the model prefix 'models/'"),
+        ({"batch_output_prefix": "models"}, "overlaps the model prefix 'models/'"),
+    ],
+)
+def test_batch_jobs_never_read_their_results_or_touch_the_models(
+    cdk_context: dict[str, object], overrides: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_with(cdk_context, **{"batch_input_prefixes": "images/", **overrides})
+
+
+def test_batch_locations_in_other_buckets_may_share_names(cdk_context: dict[str, object]) -> None:
+    config = parse_with(
+        cdk_context,
+        batch_input_bucket="team-images",
+        batch_input_prefixes="models/",
+        batch_output_bucket="team-results",
+        batch_output_prefix="models",
+    )
+
+    assert (config.batch_input_bucket, config.batch_output_bucket) == ("team-images", "team-results")
+    assert (config.batch_input_prefixes, config.batch_output_prefix) == (("models/",), "models")
 
 
 def test_provisioned_concurrency_above_the_reservation_is_rejected(cdk_context: dict[str, object]) -> None:
