@@ -20,7 +20,7 @@ DEMO_STORE ?= .model-store
 DEMO_MODEL ?= demo-shapes
 PORT ?= 8080
 
-.PHONY: setup test lint format synth deploy diff destroy demo serve bench smoke clean
+.PHONY: setup test lint format synth deploy diff destroy demo serve batch bench smoke clean
 
 setup: $(STAMP) node_modules/.package-lock.json
 
@@ -67,6 +67,12 @@ demo: setup
 
 serve: setup
 	$(PYTHON) -m local_endpoint --store $(DEMO_STORE) --model-name $(DEMO_MODEL) --port $(PORT)
+
+# Classify a folder (or s3:// prefix) with the demo store's model: make batch INPUT=DIR OUTPUT=FILE.jsonl
+# (re-running with the same OUTPUT resumes).
+batch: setup
+	$(PYTHON) -m model_training.batch_job --store $(DEMO_STORE) --model-name $(DEMO_MODEL) \
+		--input $(INPUT) --output $(OUTPUT)
 
 bench: setup
 	$(PYTHON) -m bench
