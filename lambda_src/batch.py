@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -35,6 +36,9 @@ DEFAULT_TOP_K = 5
 MAX_TOP_K = 20  # keeps each line, and a batch's returned lines, small (Step Functions: 256 KB per state)
 MAX_IMAGE_BYTES = 20 * 1024 * 1024  # one object read at a time, never more than this
 FORWARD_BATCH = 8  # input tensors per forward pass: bounds the memory of a batch of any size
+# S3 answers each GET after tens of milliseconds, about as long as classifying an image takes:
+# the images of a forward pass are read in parallel, so the CPU does not wait for each in turn.
+READ_THREADS = 4
 MAX_MESSAGE_CHARS = 300
 
 
@@ -206,26 +210,40 @@ class BatchWorker:
         predictor = self.models.predictor(version)
         model = _model_id(predictor)
         lines: list[dict[str, Any]] = [{"key": key, "model": model} for key in keys]
-        for chunk in _chunks(range(len(keys)), FORWARD_BATCH):
-            inputs: list[tuple[int, torch.Tensor]] = []
-            for index in chunk:  # one image in memory at a time; only the small tensors are kept
-                try:
-                    inputs.append((index, self._input(predictor, source, keys[index])))
-                except ApiError as error:
-                    lines[index]["error"] = {"code": error.code, "message": error.message[:MAX_MESSAGE_CHARS]}
-            if inputs:
-                ranked = predictor.predict([tensor for _, tensor in inputs], top_k)
-                for (index, _), predictions in zip(inputs, ranked, strict=True):
-                    lines[index]["predictions"] = [prediction.to_dict() for prediction in predictions]
+        with ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="read") as reads:
+            for chunk in _chunks(range(len(keys)), FORWARD_BATCH):
+                # At most one forward pass's images are held as bytes; then only their small tensors.
+                read = reads.map(lambda index: _read(source, keys[index]), chunk)
+                inputs: list[tuple[int, torch.Tensor]] = []
+                for index, data in zip(chunk, read, strict=True):
+                    try:
+                        inputs.append((index, self._input(predictor, data, keys[index])))
+                    except ApiError as error:
+                        message = error.message[:MAX_MESSAGE_CHARS]
+                        lines[index]["error"] = {"code": error.code, "message": message}
+                if inputs:
+                    ranked = predictor.predict([tensor for _, tensor in inputs], top_k)
+                    for (index, _), predictions in zip(inputs, ranked, strict=True):
+                        lines[index]["predictions"] = [prediction.to_dict() for prediction in predictions]
         return lines
 
-    def _input(self, predictor: Predictor, source: ImageSource, key: str) -> torch.Tensor:
-        data = source.read(key, MAX_IMAGE_BYTES)
-        if len(data) > MAX_IMAGE_BYTES:
-            raise PayloadTooLarge(f"{key} is over {MAX_IMAGE_BYTES:,} bytes")
+    def _input(self, predictor: Predictor, data: bytes | ApiError, key: str) -> torch.Tensor:
+        if isinstance(data, ApiError):
+            raise data
         resize = predictor.model.manifest.preprocessing.resize
         image = decode_image(data, max_pixels=self.settings.max_image_pixels, min_side=resize, what=key)
         return predictor.preprocess(image)
+
+
+def _read(source: ImageSource, key: str) -> bytes | ApiError:
+    """The image's bytes, or the error that is its result line."""
+    try:
+        data = source.read(key, MAX_IMAGE_BYTES)
+    except ApiError as error:
+        return error
+    if len(data) > MAX_IMAGE_BYTES:
+        return PayloadTooLarge(f"{key} is over {MAX_IMAGE_BYTES:,} bytes")
+    return data
 
 
 def _model_id(predictor: Predictor) -> dict[str, str]:
