@@ -1,7 +1,8 @@
 """`python -m bench`: benchmark the inference runtime and write bench/results/.
 
 For each model: warm latency against the in-process floor, throughput at 1 and 2
-threads, the reload-per-request peer pattern (one child process), then cold starts of
+threads, the reload-per-request peer pattern (one child process), the batch worker's
+images per second at 1 and 2 threads (another child), then cold starts of
 a serving process (local store, and S3: moto behind a proxy with a network's latency)
 against a bare script and the floor (a fresh `import torch`, plus building, loading and
 running the model once in process), interleaved. Results go to results.json and
@@ -56,6 +57,7 @@ RSS_MARGIN_MIB = 50  # serving's peak RSS may exceed the bare script's by this m
 S3_LINK = Link(one_way_delay_s=0.020, bytes_per_s=75e6)
 CHILD_TIMEOUT_S = 600
 QUIET_LOAD = 0.5  # 1-minute load average below which the machine counts as quiet
+BATCH_WORKER_IMAGES = 32  # images per batch, the deployed default (context batch_images_per_invocation)
 
 
 @dataclass(frozen=True)
@@ -229,6 +231,24 @@ class Bench:
         )
         return run_child("bench.warm", [str(settings_path)], self.env(model, "local"), self.workdir)
 
+    def batch_worker(self, model: PublishedModel) -> dict[str, Any]:
+        """The batch worker's images per second at one and two threads (what batch_job prices with)."""
+        settings_path = self.workdir / "batch-worker-settings.json"
+        settings_path.write_text(
+            json.dumps(
+                {
+                    "store": str(self.local_store),
+                    "model_name": model.model_name,
+                    "version": VERSION,
+                    "photo_path": str(self.photo_path),
+                    "images_per_batch": BATCH_WORKER_IMAGES,
+                    "throughput_seconds": self.settings.throughput_seconds,
+                    "threads": [1, 2],
+                }
+            )
+        )
+        return run_child("bench.batch_worker", [str(settings_path)], self.env(model, "local"), self.workdir)
+
     def cold_import_torch(self, model: PublishedModel) -> dict[str, Any]:
         result = run_child("bench.import_torch", [], self.env(model, "local"), self.workdir)
         return {"seconds": result["imported_at"] - result["spawned_at"], "peak_rss_mb": result["peak_rss_mb"]}
@@ -388,11 +408,14 @@ def run(settings: Settings) -> dict[str, Any]:
         for name, model in published.items():
             print(f"[bench] {name}: warm latency, throughput, reload per request", flush=True)
             warm = bench.warm(model)
+            print(f"[bench] {name}: batch worker throughput", flush=True)
+            batch_worker = bench.batch_worker(model)
             print(f"[bench] {name}: cold starts x{settings.cold_repeats}", flush=True)
             cold = bench.cold(model)
             results["models"][name] = {
                 "weights_mb": round(model.weights_size_bytes / 2**20, 1),
                 "warm": warm,
+                "batch_worker": batch_worker,
                 "cold_start_s": cold,
                 "ratios": ratios(warm, cold),
                 "sizing": sizing(warm, cold["handler_s3"]["peak_rss_mb"]),

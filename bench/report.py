@@ -138,6 +138,20 @@ def throughput_table(models: dict[str, Any], batch_size: int) -> str:
     )
 
 
+def batch_worker_table(models: dict[str, Any]) -> str:
+    rows = []
+    for name, result in models.items():
+        threads = result["batch_worker"]["threads"]
+        rows.append(
+            [name]
+            + [
+                f"{threads[count]['images_per_s']:.1f} ({threads[count]['ms_per_image']:.1f} ms)"
+                for count in ("1", "2")
+            ]
+        )
+    return table(["model", "1 thread: images/s (ms/image)", "2 threads: images/s (ms/image)"], rows)
+
+
 def sizing_table(models: dict[str, Any]) -> str:
     rows = []
     for name, result in models.items():
@@ -174,6 +188,8 @@ def targets_table(targets: list[dict[str, Any]]) -> str:
 
 def markdown_report(results: dict[str, Any]) -> str:
     models, settings = results["models"], results["settings"]
+    # Results from before the batch worker was benchmarked have no such figures.
+    batch_worker = all("batch_worker" in result for result in models.values())
     return "\n\n".join(
         [
             f"**Warm latency, ms** (torch threads: {next(iter(models.values()))['warm']['threads']}, "
@@ -182,6 +198,11 @@ def markdown_report(results: dict[str, Any]) -> str:
             + cold_table(models),
             "**Cold start phases**\n\n" + phases_table(models),
             "**Throughput, images/s**\n\n" + throughput_table(models, settings["batch_size"]),
+            *(
+                ["**Batch worker, images/s** (what `batch_job` prices with)\n\n" + batch_worker_table(models)]
+                if batch_worker
+                else []
+            ),
             "**Memory sizing**\n\n" + sizing_table(models),
             "**Targets**\n\n" + targets_table(results["targets"]),
         ]
