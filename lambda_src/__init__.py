@@ -12,6 +12,8 @@ reverse. This package never imports aws_cdk.
     model_holder     ModelHolder: loads the model once, keeps why it failed, retries after a wait
     loader           the `load` verb: resolve the version, verify the artifact, build and warm up
     classifier       ImageClassifier: the `input`, `predict` and `output` verbs over a loaded model
+    batch_handler    the batch function's entry point (same image, CMD override): Step Functions batches
+    batch            BatchWorker: image keys in, one result line per image out (deployed and local)
     api_gateway      REST proxy events in, JSON proxy responses out
     predict_request  a POST /predict body and ?top_k=, validated before any image is decoded
     images           image bytes to an upright RGB picture (JPEG, PNG, WebP only, within limits)

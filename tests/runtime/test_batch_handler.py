@@ -9,6 +9,7 @@ line, broken ones get their error, and the model is loaded once for the environm
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import sys
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ import jsonschema
 import pytest
 
 from lambda_src.batch import MAX_IMAGE_BYTES
+from lambda_src.contract import BATCH_HANDLER
 
 from .conftest import MODEL_NAME, PREFIX, VERSION, ModelBucket
 from .support import Publication, coloured_image, encode
@@ -74,6 +76,14 @@ def batch_handler(published: Publication, model_bucket: ModelBucket) -> Iterator
         sys.modules.pop("lambda_src.batch_handler", None)
         yield importlib.import_module("lambda_src.batch_handler")
         sys.modules.pop("lambda_src.batch_handler", None)
+
+
+def test_the_batch_cmd_names_this_handler(batch_handler: ModuleType) -> None:
+    module_name, _, function_name = BATCH_HANDLER.rpartition(".")
+
+    assert module_name == batch_handler.__name__
+    function = getattr(batch_handler, function_name)
+    assert list(inspect.signature(function).parameters) == ["event", "context"]
 
 
 def test_a_job_resolves_latest_to_the_published_version_once(batch_handler: ModuleType) -> None:
