@@ -13,6 +13,7 @@ job resolved; the store and model name come from the same environment as the API
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +23,7 @@ from botocore.config import Config
 from lambda_src.batch import BatchInput, BatchWorker, ModelCache, S3Images, is_image_key, item_key
 from lambda_src.model_store import ModelLocation
 from lambda_src.settings import RuntimeSettings
+from lambda_src.telemetry import Telemetry
 
 _location = ModelLocation.from_env()
 _settings = RuntimeSettings.from_env()
@@ -30,6 +32,7 @@ worker = BatchWorker(
     settings=_settings,
 )
 # Bounded, so a stalled read fails this image's line instead of the whole batch's timeout.
+_logger = Telemetry.from_env().logger
 _s3 = boto3.client("s3", config=Config(connect_timeout=5, read_timeout=30, retries={"mode": "standard"}))
 
 
@@ -52,5 +55,20 @@ def classify_batch(event: Mapping[str, Any]) -> list[dict[str, Any]]:
     if not isinstance(items, list):
         raise ValueError("Items must be a list")
     keys = [key for key in map(item_key, items) if is_image_key(key)]
-    source = S3Images(str(batch_input.bucket), _s3)
-    return worker.classify(source, keys, version=batch_input.model_version, top_k=batch_input.top_k)
+    started = time.perf_counter()
+    lines = worker.classify(
+        S3Images(str(batch_input.bucket), _s3),
+        keys,
+        version=batch_input.model_version,
+        top_k=batch_input.top_k,
+    )
+    _logger.info(
+        "batch",
+        extra={
+            "images": len(lines),
+            "errors": sum("error" in line for line in lines),
+            "model_version": batch_input.model_version,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+        },
+    )
+    return lines
