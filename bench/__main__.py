@@ -232,7 +232,7 @@ class Bench:
         return run_child("bench.warm", [str(settings_path)], self.env(model, "local"), self.workdir)
 
     def batch_worker(self, model: PublishedModel) -> dict[str, Any]:
-        """The batch worker's images per second at one and two threads (what batch_job prices with)."""
+        """The batch worker's images per second at one and two threads (what batch jobs are priced with)."""
         settings_path = self.workdir / "batch-worker-settings.json"
         settings_path.write_text(
             json.dumps(

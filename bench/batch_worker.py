@@ -5,7 +5,7 @@
 The worker is the batch function's (lambda_src/batch.py) with the model loaded from the
 local store as the function loads it; every image is the bench photo, read from memory,
 so the figure is the CPU's work per image (decode, preprocess, forward, result line). On
-Lambda the reads from S3 overlap with it (the worker reads ahead). `batch_job` prices jobs
+Lambda the reads from S3 overlap with it (the worker reads ahead). `endpoint_client batch` prices jobs
 with these figures.
 """
 

@@ -199,7 +199,10 @@ def markdown_report(results: dict[str, Any]) -> str:
             "**Cold start phases**\n\n" + phases_table(models),
             "**Throughput, images/s**\n\n" + throughput_table(models, settings["batch_size"]),
             *(
-                ["**Batch worker, images/s** (what `batch_job` prices with)\n\n" + batch_worker_table(models)]
+                [
+                    "**Batch worker, images/s** (what `endpoint_client batch` prices with)\n\n"
+                    + batch_worker_table(models)
+                ]
                 if batch_worker
                 else []
             ),

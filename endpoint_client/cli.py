@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from endpoint_client.batch_job import add_batch_command
 from endpoint_client.client import (
     DEFAULT_TIMEOUT_SECONDS,
     DEPRECATED_AUTH_SPELLINGS,
@@ -263,10 +264,13 @@ def _demo_image(folder: Path) -> Path:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Query the endpoint that serves the classifier, or smoke-test it after a deploy.",
+        description="Query the endpoint that serves the classifier, smoke-test it after a deploy, or run "
+        "a batch job.",
         epilog=f"Run `{PROG} <command> --help` for a command's options.",
     )
-    add_commands(parser.add_subparsers(dest="command", required=True, metavar="command"))
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="command")
+    add_commands(subparsers)
+    add_batch_command(subparsers)  # new, so no `python -m model_training` alias
     return parser
 
 

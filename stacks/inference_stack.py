@@ -144,7 +144,7 @@ class InferenceStack(Stack):
         return {
             StackOutput.BATCH_STATE_MACHINE_ARN: (
                 batch.state_machine.state_machine_arn,
-                "Batch jobs: python -m model_training.batch_job --input s3://... starts and follows one",
+                "Batch jobs: python -m endpoint_client batch --input s3://... starts and follows one",
             ),
             StackOutput.BATCH_INPUT_LOCATIONS: (
                 ",".join(inputs),

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from bench.sizing import PRICE_PER_GB_SECOND_USD, expected_latency_ms
-from model_training.batch_cost import (
+from endpoint_client.batch_cost import (
     BENCH_RESULTS,
     MB_PER_VCPU,
     PRICE_PER_S3_GET_USD,

@@ -1,4 +1,4 @@
-"""The `batch_job` command against moto: stack outputs, S3 counting, cost, confirmation, start, follow.
+"""`python -m endpoint_client batch` against moto: stack outputs, counting, cost, confirmation, start, follow.
 
 moto's Step Functions stores state machines and executions (start, describe, stop) but runs no
 definition: an execution stays RUNNING until stopped, and it has no map runs. So these tests
@@ -19,20 +19,19 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from lambda_src.contract import StackOutput
-from model_training.batch_job import (
+from endpoint_client.batch_job import (
     BatchStack,
     Clients,
     ItemSource,
     JobError,
     follow_job,
     job_name_for,
-    main,
-    parser,
     progress_line,
+    run_batch_command,
     run_deployed,
 )
-from model_training.stack_outputs import STORE_OUTPUT
+from endpoint_client.cli import build_parser, main
+from lambda_src.contract import StackOutput
 from tests.runtime.support import publish
 
 REGION = "eu-west-1"
@@ -87,7 +86,7 @@ def deployed(aws: Clients) -> dict[str, str]:
         roleArn="arn:aws:iam::123456789012:role/batch",
     )["stateMachineArn"]
     outputs = {
-        STORE_OUTPUT: f"s3://{MODEL_BUCKET}/models",
+        StackOutput.MODEL_STORE_URI: f"s3://{MODEL_BUCKET}/models",
         StackOutput.MODEL_NAME: "colours",
         StackOutput.BATCH_STATE_MACHINE_ARN: state_machine,
         StackOutput.BATCH_INPUT_LOCATIONS: f"s3://{INPUT_BUCKET}/photos/,s3://{INPUT_BUCKET}/scans/",
@@ -119,7 +118,8 @@ def run(clients: Clients, *argv: str, answer: str = "y", stop_after_polls: int =
                 executionArn=execution["executionArn"], cause="stopped by test"
             )
 
-    code = run_deployed(parser().parse_args(list(argv)), clients, out=out, read=lambda _: answer, sleep=sleep)
+    args = build_parser().parse_args(["batch", *argv])
+    code = run_deployed(args, clients, out=out, read=lambda _: answer, sleep=sleep)
     return code, out.getvalue()
 
 
@@ -195,7 +195,7 @@ def test_manifests_are_counted_by_their_keys_and_name_their_source(
 def test_a_job_that_cannot_run_is_refused_before_anything_starts(
     aws: Clients, deployed: dict[str, str], argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main([*argv, "--yes"], clients=aws)
+    code = run_batch_command(build_parser().parse_args(["batch", *argv, "--yes"]), clients=aws)
 
     assert code == 2
     assert message in capsys.readouterr().err
@@ -204,14 +204,16 @@ def test_a_job_that_cannot_run_is_refused_before_anything_starts(
 
 def test_a_stack_without_batch_inference_says_how_to_deploy_it() -> None:
     with pytest.raises(JobError, match="-c batch_inference=true"):
-        BatchStack.from_outputs(STACK, {STORE_OUTPUT: "s3://b/models", StackOutput.MODEL_NAME: "m"})
+        BatchStack.from_outputs(
+            STACK, {StackOutput.MODEL_STORE_URI: "s3://b/models", StackOutput.MODEL_NAME: "m"}
+        )
 
 
 def test_a_second_job_with_the_same_name_is_refused(aws: Clients, deployed: dict[str, str]) -> None:
     argv = ["--input", f"s3://{INPUT_BUCKET}/photos/", "--output", f"{OUTPUT_LOCATION}again", "--yes"]
     assert run(aws, *argv)[0] == 1  # started, then stopped
 
-    assert main(argv, clients=aws) == 2
+    assert run_batch_command(build_parser().parse_args(["batch", *argv]), clients=aws) == 2
     assert len(executions(aws)) == 1
 
 
@@ -286,7 +288,15 @@ def test_the_same_command_runs_on_this_machine_over_a_folder(model_store: Path, 
     for label in ("red", "green", "blue"):
         (tmp_path / "images" / f"{label}.png").write_bytes(encode(coloured_image(label), "PNG"))
     output = tmp_path / "results.jsonl"
-    argv = ["--store", str(model_store), "--model-name", "colours", "--input", str(tmp_path / "images")]
+    argv = [
+        "batch",
+        "--store",
+        str(model_store),
+        "--model-name",
+        "colours",
+        "--input",
+        str(tmp_path / "images"),
+    ]
 
     assert main([*argv, "--output", str(output)]) == 0
     assert main([*argv, "--output", str(output)]) == 0  # resumes: nothing left to do

@@ -1,8 +1,8 @@
-"""`python -m model_training.batch_job`: classify every image under a prefix, deployed or on this machine.
+"""`python -m endpoint_client batch`: classify every image under a prefix, deployed or on this machine.
 
 Deployed (the stack was deployed with `-c batch_inference=true`):
 
-    python -m model_training.batch_job --input s3://BUCKET/batch-input/photos/ [--output s3://.../JOB]
+    python -m endpoint_client batch --input s3://BUCKET/batch-input/photos/ [--output s3://.../JOB]
         [--model-version latest] [--concurrency N] [--yes] [--stack NAME] [--region REGION]
 
 counts the images, prints a cost estimate and asks to go on; then starts the state machine
@@ -11,7 +11,7 @@ input is a prefix, or a manifest of keys ending in .csv (a `key` column) or .jso
 
 On this machine (the embedded default), the same shape with a model store instead of a stack:
 
-    python -m model_training.batch_job --store .model-store --model-name demo-shapes
+    python -m endpoint_client batch --store .model-store --model-name demo-shapes
         --input DIR|s3://BUCKET/PREFIX --output FILE.jsonl [--workers N]
 """
 
@@ -27,12 +27,12 @@ from datetime import UTC, datetime
 from typing import IO, Any
 from urllib.parse import urlparse
 
+from endpoint_client.batch_cost import BenchFiguresMissing, estimate_cost, measured_speed
+from endpoint_client.stack_outputs import DEFAULT_STACK, StackError, read_stack_outputs
 from lambda_src.artifact import Manifest, check_name, manifest_key
 from lambda_src.contract import StackOutput
 from lambda_src.errors import ModelArtifactError
 from lambda_src.model_store import open_store, resolve_version
-from model_training.batch_cost import BenchFiguresMissing, estimate_cost, measured_speed
-from model_training.stack_outputs import DEFAULT_STACK, STORE_OUTPUT, StackError, read_stack_outputs
 
 POLL_SECONDS = 10.0
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
@@ -69,7 +69,7 @@ class BatchStack:
             memory_size_mb=int(outputs[StackOutput.BATCH_MEMORY_SIZE_MB]),
             images_per_invocation=int(outputs[StackOutput.BATCH_IMAGES_PER_INVOCATION]),
             max_concurrency=int(outputs[StackOutput.BATCH_MAX_CONCURRENCY]),
-            model_store_uri=outputs[STORE_OUTPUT],
+            model_store_uri=outputs[StackOutput.MODEL_STORE_URI],
             model_name=outputs[StackOutput.MODEL_NAME],
         )
 
@@ -289,30 +289,36 @@ def run_local(args: argparse.Namespace, *, out: IO[str] = sys.stdout) -> int:
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
-    cli = argparse.ArgumentParser(
-        prog="python -m model_training.batch_job", description=__doc__.splitlines()[0]
+def add_batch_command(subparsers: argparse._SubParsersAction) -> None:
+    """Register `batch` on a command line."""
+    command = subparsers.add_parser(
+        "batch",
+        help="classify every image under an S3 prefix (deployed) or in a folder (--store, on this machine)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    cli.add_argument(
+    command.add_argument(
         "--input", required=True, help="s3://bucket/prefix, a .csv/.json manifest of keys, or a folder"
     )
-    cli.add_argument("--output", help="s3://<BatchOutputLocation><job name>, or a .jsonl file with --store")
-    cli.add_argument("--model-version", default="latest", help="a published version (default: latest)")
-    cli.add_argument(
+    command.add_argument(
+        "--output", help="s3://<BatchOutputLocation><job name>, or a .jsonl file with --store"
+    )
+    command.add_argument("--model-version", default="latest", help="a published version (default: latest)")
+    command.add_argument(
         "--concurrency", type=int, help="child executions at once (default: the stack's maximum)"
     )
-    cli.add_argument("--yes", action="store_true", help="start without asking after the cost estimate")
-    cli.add_argument("--stack", default=DEFAULT_STACK, help="the inference stack (default %(default)s)")
-    cli.add_argument("--region", help="AWS region of the stack (default: your configuration's)")
-    local = cli.add_argument_group("on this machine (no AWS account)")
+    command.add_argument("--yes", action="store_true", help="start without asking after the cost estimate")
+    command.add_argument("--stack", default=DEFAULT_STACK, help="the inference stack (default %(default)s)")
+    command.add_argument("--region", help="AWS region of the stack (default: your configuration's)")
+    local = command.add_argument_group("on this machine (no AWS account)")
     local.add_argument("--store", help="a model store (folder or s3://bucket/prefix): run here, not on AWS")
     local.add_argument("--model-name", help="the model to run, with --store")
     local.add_argument("--workers", type=int, default=2, help="batches classified at once, with --store")
-    return cli
+    command.set_defaults(run=run_batch_command)
 
 
-def main(argv: Sequence[str] | None = None, *, clients: Clients | None = None) -> int:
-    args = parser().parse_args(argv)
+def run_batch_command(args: argparse.Namespace, *, clients: Clients | None = None) -> int:
+    """The `batch` command: 0 when the job finished, 1 when it did not, 2 when it could not start."""
     try:
         if args.store:
             if not args.model_name:
@@ -322,7 +328,3 @@ def main(argv: Sequence[str] | None = None, *, clients: Clients | None = None) -
     except (JobError, StackError, BenchFiguresMissing, ModelArtifactError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
