@@ -18,12 +18,15 @@ On this machine (the embedded default), the same shape with a model store instea
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlparse
 
@@ -106,10 +109,10 @@ class ItemSource:
             )
         body = s3.get_object(Bucket=self.bucket, Key=self.path)["Body"].read().decode("utf-8")
         if self.kind == "csv":
-            rows = [line for line in body.splitlines() if line.strip()]
-            if not rows or "key" not in [column.strip() for column in rows[0].split(",")]:
+            rows = csv.DictReader(io.StringIO(body))
+            if "key" not in (rows.fieldnames or []):
                 raise JobError(f"s3://{self.bucket}/{self.path}: the first row must name a 'key' column")
-            return len(rows) - 1
+            return sum(1 for _ in rows)
         keys = json.loads(body)
         if not isinstance(keys, list):
             raise JobError(f"s3://{self.bucket}/{self.path} must hold a JSON list of keys")
@@ -266,8 +269,7 @@ def run_deployed(
 
 def run_local(args: argparse.Namespace, *, out: IO[str] = sys.stdout) -> int:
     """The same job on this machine: the batch worker over a folder or s3:// prefix."""
-    from pathlib import Path
-
+    # Imported here: it brings torch, which the deployed path never needs.
     from local_endpoint.batch_runner import make_worker, open_input, run_local_batch
 
     if args.output is None or args.output.startswith("s3://"):

@@ -42,10 +42,18 @@ READ_THREADS = 4
 MAX_MESSAGE_CHARS = 300
 
 
-class ImageUnreadable(ApiError):
-    """The image exists but could not be read (a storage error, not the image's content)."""
+class ImageUnreadable(Exception):
+    """The image exists but could not be read: a storage error, not the image's (nor an HTTP API error)."""
 
     code = "read_failed"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+# What becomes an image's error line: the HTTP API's client errors, and unreadable objects.
+ImageError = ApiError | ImageUnreadable
 
 
 class ImageSource(Protocol):
@@ -218,7 +226,7 @@ class BatchWorker:
                 for index, data in zip(chunk, read, strict=True):
                     try:
                         inputs.append((index, self._input(predictor, data, keys[index])))
-                    except ApiError as error:
+                    except (ApiError, ImageUnreadable) as error:
                         message = error.message[:MAX_MESSAGE_CHARS]
                         lines[index]["error"] = {"code": error.code, "message": message}
                 if inputs:
@@ -227,19 +235,19 @@ class BatchWorker:
                         lines[index]["predictions"] = [prediction.to_dict() for prediction in predictions]
         return lines
 
-    def _input(self, predictor: Predictor, data: bytes | ApiError, key: str) -> torch.Tensor:
-        if isinstance(data, ApiError):
+    def _input(self, predictor: Predictor, data: bytes | ImageError, key: str) -> torch.Tensor:
+        if isinstance(data, ApiError | ImageUnreadable):
             raise data
         resize = predictor.model.manifest.preprocessing.resize
         image = decode_image(data, max_pixels=self.settings.max_image_pixels, min_side=resize, what=key)
         return predictor.preprocess(image)
 
 
-def _read(source: ImageSource, key: str) -> bytes | ApiError:
+def _read(source: ImageSource, key: str) -> bytes | ImageError:
     """The image's bytes, or the error that is its result line."""
     try:
         data = source.read(key, MAX_IMAGE_BYTES)
-    except ApiError as error:
+    except (ApiError, ImageUnreadable) as error:
         return error
     if len(data) > MAX_IMAGE_BYTES:
         return PayloadTooLarge(f"{key} is over {MAX_IMAGE_BYTES:,} bytes")

@@ -90,5 +90,8 @@ class StackOutput(StrEnum):
     BATCH_MAX_CONCURRENCY = "BatchMaxConcurrency"
 
 
+# The outputs the inference stack emits only with batch_inference true.
+BATCH_STACK_OUTPUTS = frozenset(output for output in StackOutput if output.name.startswith("BATCH_"))
+
 # The batch function: the same image as the API function, started with this entry point.
 BATCH_HANDLER = "lambda_src.batch_handler.lambda_handler"

@@ -172,3 +172,17 @@ def test_thousands_of_images_are_read_only_a_few_batches_ahead(model_store: Path
     # However many images there are, the pool holds at most its in-flight batches.
     assert counting.read == len(keys)
     assert counting.most_ahead <= 2 * BATCHES_IN_FLIGHT_PER_WORKER * 16
+
+
+def test_an_image_that_cannot_be_read_gets_a_read_failed_line(worker: BatchWorker, tmp_path: Path) -> None:
+    keys = write_images(tmp_path / "images", 2)
+    (tmp_path / "images" / "folder.png").mkdir()  # listed once, then unreadable as a file
+    output = tmp_path / "results.jsonl"
+
+    run_local_batch(
+        worker, LocalInput(FolderImages(tmp_path / "images"), [*keys, "folder.png"], "images"), output
+    )
+
+    by_key = {line["key"]: line for line in read_lines(output)}
+    assert by_key["folder.png"]["error"]["code"] == "read_failed"
+    assert all("predictions" in by_key[key] for key in keys)

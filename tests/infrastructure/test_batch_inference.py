@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from lambda_src.contract import BATCH_HANDLER, StackOutput
+from lambda_src.contract import BATCH_HANDLER, BATCH_STACK_OUTPUTS, StackOutput
 from stacks.batch_inference import RETRIED_LAMBDA_ERRORS
 from stacks.config import BATCH_TIMEOUT_LIMIT_S
 from tests.infrastructure.conftest import REPO_ROOT, Synthesized
@@ -95,6 +95,11 @@ def test_the_default_deployment_has_no_batch_parts(default_synth: Synthesized) -
     default_synth.inference.resource_count_is("AWS::StepFunctions::StateMachine", 0)
     default_synth.inference.resource_count_is("AWS::Lambda::Function", 1)
     assert not [key for key in default_synth.inference_json["Outputs"] if key.startswith("Batch")]
+
+
+def test_every_output_the_batch_command_reads_is_emitted(batch: Synthesized) -> None:
+    assert set(batch.inference_json["Outputs"]) >= BATCH_STACK_OUTPUTS
+    assert {StackOutput.MODEL_STORE_URI, StackOutput.MODEL_NAME} <= set(batch.inference_json["Outputs"])
 
 
 def test_the_batch_function_runs_the_api_image_with_the_batch_entry_point(batch: Synthesized) -> None:

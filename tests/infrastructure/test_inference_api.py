@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 from aws_cdk.assertions import Capture, Match
 
-from lambda_src.contract import AuthMode, StackOutput
+from lambda_src.contract import BATCH_STACK_OUTPUTS, AuthMode, StackOutput
 from tests.infrastructure.conftest import Synthesized
 
 # A synthesized variant per auth mode (tests/infrastructure/conftest.py).
@@ -221,9 +221,13 @@ def test_every_output_the_client_and_smoke_test_read_is_emitted(
     synth = synthesized(VARIANT_OF_AUTH_MODE[auth_mode])
     assert synth.config.auth_mode == auth_mode
     outputs = synth.inference_json["Outputs"]
-    # Then it emits every StackOutput, ApiKeyId exactly when callers need a key
+    # Then it emits every StackOutput, ApiKeyId exactly when callers need a key (and the batch
+    # outputs only with batch inference, test_batch_inference.py)
     expected = {
-        output for output in StackOutput if output != StackOutput.API_KEY_ID or auth_mode == AuthMode.API_KEY
+        output
+        for output in StackOutput
+        if (output != StackOutput.API_KEY_ID or auth_mode == AuthMode.API_KEY)
+        and output not in BATCH_STACK_OUTPUTS
     }
     assert expected == set(StackOutput) & set(outputs)
     assert outputs[StackOutput.AUTH_MODE]["Value"] == auth_mode.value
