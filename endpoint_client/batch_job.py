@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlparse
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from endpoint_client.batch_cost import BenchFiguresMissing, estimate_cost, measured_speed
 from endpoint_client.stack_outputs import DEFAULT_STACK, StackError, read_stack_outputs
 from lambda_src.artifact import Manifest, check_name, manifest_key
@@ -329,4 +331,7 @@ def run_batch_command(args: argparse.Namespace, *, clients: Clients | None = Non
         return run_deployed(args, clients or Clients.create(args.region))
     except (JobError, StackError, BenchFiguresMissing, ModelArtifactError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except (BotoCoreError, ClientError) as error:  # no region, no credentials, access denied...
+        print(f"error: AWS refused or could not be reached: {error}", file=sys.stderr)
         return 2

@@ -307,3 +307,14 @@ def test_the_same_command_runs_on_this_machine_over_a_folder(model_store: Path, 
         "green.png": "green",
         "blue.png": "blue",
     }
+
+
+def test_without_a_region_the_command_says_so_and_starts_nothing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+
+    assert main(["batch", "--input", "s3://team-images/photos/", "--yes"]) == 2
+    assert "region" in capsys.readouterr().err
