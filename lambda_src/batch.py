@@ -24,14 +24,12 @@ from typing import Any, Protocol
 import torch
 
 from lambda_src.artifact import LATEST, check_name
+from lambda_src.classifier import ImageClassifier
 from lambda_src.errors import ApiError, NotFound, PayloadTooLarge
-from lambda_src.images import decode_image
 from lambda_src.loader import LoadedModel, load_model
 from lambda_src.model_store import ModelLocation, open_store, resolve_version
-from lambda_src.predictor import Predictor
 from lambda_src.settings import RuntimeSettings
 
-RESULT_SCHEMA_VERSION = 1
 DEFAULT_TOP_K = 5
 MAX_TOP_K = 20  # keeps each line, and a batch's returned lines, small (Step Functions: 256 KB per state)
 MAX_IMAGE_BYTES = 20 * 1024 * 1024  # one object read at a time, never more than this
@@ -171,6 +169,8 @@ class ModelCache:
     """One model per execution environment: loaded on first use, kept for every later batch.
 
     A job names its version in each batch; a later job with another version replaces it.
+    (The API's `ModelHolder` serves one location with a retry window; a batch names its
+    version and fails, to be retried by Step Functions, when that version cannot load.)
     """
 
     def __init__(
@@ -178,28 +178,29 @@ class ModelCache:
         store_uri: str,
         model_name: str,
         *,
-        torch_threads: int = 0,
+        settings: RuntimeSettings | None = None,
         loader: Callable[..., LoadedModel] = load_model,
     ) -> None:
         self.store_uri = store_uri
         self.model_name = model_name
-        self.torch_threads = torch_threads
+        self.settings = settings if settings is not None else RuntimeSettings()
         self.loads = 0  # how many times a model was loaded: once per environment and version
         self._loader = loader
         self._lock = threading.Lock()
-        self._predictor: Predictor | None = None
+        self._classifier: ImageClassifier | None = None
 
     def resolve(self, version: str) -> str:
         """The published version `version` names ("latest" follows the LATEST pointer)."""
         return resolve_version(open_store(self.store_uri), self.model_name, version)
 
-    def predictor(self, version: str) -> Predictor:
+    def classifier(self, version: str) -> ImageClassifier:
         with self._lock:
-            current = self._predictor
-            if current is None or current.model.manifest.version != version:
+            current = self._classifier
+            if current is None or current.model_id["version"] != version:
                 location = ModelLocation(self.store_uri, self.model_name, version)
-                current = Predictor(self._loader(location, torch_threads=self.torch_threads))
-                self._predictor = current
+                loaded = self._loader(location, torch_threads=self.settings.torch_threads)
+                current = ImageClassifier(loaded, max_image_pixels=self.settings.max_image_pixels)
+                self._classifier = current
                 self.loads += 1
             return current
 
@@ -207,17 +208,15 @@ class ModelCache:
 class BatchWorker:
     """Classifies batches of image keys with one cached model; safe to share between threads."""
 
-    def __init__(self, models: ModelCache, *, settings: RuntimeSettings | None = None) -> None:
+    def __init__(self, models: ModelCache) -> None:
         self.models = models
-        self.settings = settings if settings is not None else RuntimeSettings()
 
     def classify(
         self, source: ImageSource, keys: Sequence[str], *, version: str, top_k: int = DEFAULT_TOP_K
     ) -> list[dict[str, Any]]:
         """One result line per key, in the keys' order."""
-        predictor = self.models.predictor(version)
-        model = _model_id(predictor)
-        lines: list[dict[str, Any]] = [{"key": key, "model": model} for key in keys]
+        classifier = self.models.classifier(version)
+        lines: list[dict[str, Any]] = [{"key": key, "model": classifier.model_id} for key in keys]
         with ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="read") as reads:
             for chunk in _chunks(range(len(keys)), FORWARD_BATCH):
                 # At most one forward pass's images are held as bytes; then only their small tensors.
@@ -225,22 +224,17 @@ class BatchWorker:
                 inputs: list[tuple[int, torch.Tensor]] = []
                 for index, data in zip(chunk, read, strict=True):
                     try:
-                        inputs.append((index, self._input(predictor, data, keys[index])))
+                        if not isinstance(data, bytes):
+                            raise data
+                        inputs.append((index, classifier.input(data, what=keys[index])))
                     except (ApiError, ImageUnreadable) as error:
                         message = error.message[:MAX_MESSAGE_CHARS]
                         lines[index]["error"] = {"code": error.code, "message": message}
                 if inputs:
-                    ranked = predictor.predict([tensor for _, tensor in inputs], top_k)
+                    ranked = classifier.predict([tensor for _, tensor in inputs], top_k)
                     for (index, _), predictions in zip(inputs, ranked, strict=True):
                         lines[index]["predictions"] = [prediction.to_dict() for prediction in predictions]
         return lines
-
-    def _input(self, predictor: Predictor, data: bytes | ImageError, key: str) -> torch.Tensor:
-        if isinstance(data, ApiError | ImageUnreadable):
-            raise data
-        resize = predictor.model.manifest.preprocessing.resize
-        image = decode_image(data, max_pixels=self.settings.max_image_pixels, min_side=resize, what=key)
-        return predictor.preprocess(image)
 
 
 def _read(source: ImageSource, key: str) -> bytes | ImageError:
@@ -252,11 +246,6 @@ def _read(source: ImageSource, key: str) -> bytes | ImageError:
     if len(data) > MAX_IMAGE_BYTES:
         return PayloadTooLarge(f"{key} is over {MAX_IMAGE_BYTES:,} bytes")
     return data
-
-
-def _model_id(predictor: Predictor) -> dict[str, str]:
-    manifest = predictor.model.manifest
-    return {"name": manifest.model_name, "version": manifest.version}
 
 
 def _chunks(items: Iterable[int], size: int) -> Iterator[list[int]]:

@@ -27,10 +27,7 @@ from lambda_src.telemetry import Telemetry
 
 _location = ModelLocation.from_env()
 _settings = RuntimeSettings.from_env()
-worker = BatchWorker(
-    ModelCache(_location.store_uri, _location.model_name, torch_threads=_settings.torch_threads),
-    settings=_settings,
-)
+worker = BatchWorker(ModelCache(_location.store_uri, _location.model_name, settings=_settings))
 # Bounded, so a stalled read fails this image's line instead of the whole batch's timeout.
 _logger = Telemetry.from_env().logger
 _s3 = boto3.client("s3", config=Config(connect_timeout=5, read_timeout=30, retries={"mode": "standard"}))

@@ -156,6 +156,5 @@ def _classified(
 def make_worker(store_uri: str, model_name: str, *, torch_threads: int = 0) -> BatchWorker:
     """The batch function's worker for a model store, as the deployed function builds it."""
     return BatchWorker(
-        ModelCache(store_uri, model_name, torch_threads=torch_threads),
-        settings=RuntimeSettings(torch_threads=torch_threads),
+        ModelCache(store_uri, model_name, settings=RuntimeSettings(torch_threads=torch_threads))
     )

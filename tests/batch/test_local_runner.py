@@ -129,7 +129,7 @@ class CountingWorker(BatchWorker):
     """Counts images read and images answered, to see how far reading runs ahead of answering."""
 
     def __init__(self, worker: BatchWorker) -> None:
-        super().__init__(worker.models, settings=worker.settings)
+        super().__init__(worker.models)
         self.lock = threading.Lock()
         self.read = 0
         self.answered = 0
