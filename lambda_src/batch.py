@@ -32,7 +32,7 @@ from lambda_src.settings import RuntimeSettings
 
 DEFAULT_TOP_K = 5
 MAX_TOP_K = 20  # keeps each line, and a batch's returned lines, small (Step Functions: 256 KB per state)
-MAX_IMAGE_BYTES = 20 * 1024 * 1024  # one object read at a time, never more than this
+MAX_IMAGE_BYTES = 20 * 1024 * 1024  # a larger object is refused before its bytes are read
 FORWARD_BATCH = 8  # input tensors per forward pass: bounds the memory of a batch of any size
 # S3 answers each GET after tens of milliseconds, about as long as classifying an image takes:
 # the images of a forward pass are read in parallel, so the CPU does not wait for each in turn.
@@ -145,7 +145,7 @@ def item_key(item: object) -> str:
 class BatchInput:
     """What every batch of one job shares (the Distributed Map's BatchInput)."""
 
-    bucket: str | None
+    bucket: str
     model_version: str
     top_k: int = DEFAULT_TOP_K
 
@@ -170,7 +170,7 @@ class ModelCache:
 
     A job names its version in each batch; a later job with another version replaces it.
     (The API's `ModelHolder` serves one location with a retry window; a batch names its
-    version and fails, to be retried by Step Functions, when that version cannot load.)
+    version, and fails, counted against the job's tolerated failures, when it cannot load.)
     """
 
     def __init__(

@@ -54,7 +54,7 @@ def classify_batch(event: Mapping[str, Any]) -> list[dict[str, Any]]:
     keys = [key for key in map(item_key, items) if is_image_key(key)]
     started = time.perf_counter()
     lines = worker.classify(
-        S3Images(str(batch_input.bucket), _s3),
+        S3Images(batch_input.bucket, _s3),
         keys,
         version=batch_input.model_version,
         top_k=batch_input.top_k,
