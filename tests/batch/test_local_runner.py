@@ -14,7 +14,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from moto import mock_aws
 
 from lambda_src.batch import BatchWorker, FolderImages
 from local_endpoint.batch_runner import (
@@ -186,3 +188,27 @@ def test_an_image_that_cannot_be_read_gets_a_read_failed_line(worker: BatchWorke
     by_key = {line["key"]: line for line in read_lines(output)}
     assert by_key["folder.png"]["error"]["code"] == "read_failed"
     assert all("predictions" in by_key[key] for key in keys)
+
+
+def test_an_s3_prefix_is_classified_like_a_folder(
+    worker: BatchWorker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="photos")
+        for label in LABELS:
+            s3.put_object(Bucket="photos", Key=f"june/{label}.png", Body=encode(coloured_image(label), "PNG"))
+        s3.put_object(Bucket="photos", Key="june/", Body=b"")  # a console folder: not an image
+        s3.put_object(Bucket="photos", Key="july/red.png", Body=b"outside the prefix")
+
+        images = open_input("s3://photos/june/", s3_client=s3)
+        summary = run_local_batch(worker, images, tmp_path / "results.jsonl", progress=None)
+
+    lines = read_lines(tmp_path / "results.jsonl")
+    assert {line["key"]: line["predictions"][0]["label"] for line in lines} == {
+        f"june/{label}.png": label for label in LABELS
+    }
+    assert (summary.total, summary.failed) == (3, 0)
