@@ -24,7 +24,7 @@ from lambda_src.batch import MAX_IMAGE_BYTES
 from lambda_src.contract import BATCH_HANDLER
 
 from .conftest import MODEL_NAME, PREFIX, VERSION, ModelBucket
-from .support import Publication, coloured_image, encode
+from .support import Publication, coloured_image, encode, publish
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INPUT_BUCKET = "batch-input-test"
@@ -168,3 +168,24 @@ def test_items_from_csv_and_json_manifests_name_their_keys(
 
     assert from_csv == from_json
     assert from_csv[0]["predictions"][0]["label"] == "red"
+
+
+def test_a_job_with_another_version_gets_that_version_in_every_line(
+    batch_handler: ModuleType, input_bucket: str, model_bucket: ModelBucket, published: Publication
+) -> None:
+    publish(
+        model_bucket.write,
+        prefix=PREFIX,
+        model_name=MODEL_NAME,
+        version="v1-retrained",
+        weights=published.weights,
+        point_latest=False,  # other tests in this package keep serving v1
+    )
+    loads_before = batch_handler.worker.models.loads
+    batch_input = {"bucket": input_bucket, "model_version": "v1-retrained"}
+
+    lines = batch_handler.lambda_handler({"Items": list(GOOD), "BatchInput": batch_input}, None)
+    again = batch_handler.lambda_handler({"Items": list(GOOD), "BatchInput": batch_input}, None)
+
+    assert {line["model"]["version"] for line in lines + again} == {"v1-retrained"}
+    assert batch_handler.worker.models.loads == loads_before + 1
