@@ -20,16 +20,20 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from lambda_src.batch import BatchInput, BatchWorker, ModelCache, S3Images, is_image_key, item_key
+from lambda_src.lean_imports import without_dynamo
 from lambda_src.model_store import ModelLocation
 from lambda_src.settings import RuntimeSettings
 from lambda_src.telemetry import Telemetry
 
+# As in the API's handler: torchvision without torch._dynamo, which no classifier runs.
+with without_dynamo():
+    from lambda_src.batch import BatchInput, BatchWorker, ModelCache, S3Images, is_image_key, item_key
+
 _location = ModelLocation.from_env()
 _settings = RuntimeSettings.from_env()
 worker = BatchWorker(ModelCache(_location.store_uri, _location.model_name, settings=_settings))
-# Bounded, so a stalled read fails this image's line instead of the whole batch's timeout.
 _logger = Telemetry.from_env().logger
+# Bounded, so a stalled read fails this image's line instead of the whole batch's timeout.
 _s3 = boto3.client("s3", config=Config(connect_timeout=5, read_timeout=30, retries={"mode": "standard"}))
 
 
