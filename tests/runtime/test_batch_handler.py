@@ -11,6 +11,8 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -189,3 +191,40 @@ def test_a_job_with_another_version_gets_that_version_in_every_line(
 
     assert {line["model"]["version"] for line in lines + again} == {"v1-retrained"}
     assert batch_handler.worker.models.loads == loads_before + 1
+
+
+@pytest.mark.slow
+def test_a_fresh_batch_environment_imports_the_handler_and_resolves_a_job(
+    tmp_path: Path, tiny_weights: bytes
+) -> None:
+    def write(key: str, data: bytes) -> None:
+        (tmp_path / key).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / key).write_bytes(data)
+
+    publish(write, prefix="", model_name=MODEL_NAME, version=VERSION, weights=tiny_weights)
+    script = (
+        "import json, sys, lambda_src.batch_handler as handler; "
+        "print(json.dumps(handler.lambda_handler({'resolve_model_version': 'latest'}, None))); "
+        "print('torch._dynamo' in sys.modules)"
+    )
+    env = {
+        **os.environ,
+        "MODEL_STORE": str(tmp_path),
+        "MODEL_NAME": MODEL_NAME,
+        "AWS_DEFAULT_REGION": "eu-west-1",
+    }
+
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    answer, dynamo_imported = done.stdout.strip().splitlines()[-2:]
+    assert json.loads(answer) == {"name": MODEL_NAME, "version": VERSION}
+    assert dynamo_imported == "False"  # the same lean imports as the API's handler
