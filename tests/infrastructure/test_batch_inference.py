@@ -117,6 +117,12 @@ def test_the_batch_function_runs_the_api_image_with_the_batch_entry_point(batch:
     assert variables["MODEL_STORE"] == api["Environment"]["Variables"]["MODEL_STORE"]
 
 
+def test_one_image_is_built_for_both_functions(batch: Synthesized) -> None:
+    assets = json.loads((batch.assembly_dir / f"{batch.inference_stack_name}.assets.json").read_text())
+
+    assert len(assets["dockerImages"]) == 1
+
+
 def test_the_batch_function_reads_only_the_model_and_the_input_prefixes(batch: Synthesized) -> None:
     _, function = only(batch, "AWS::Lambda::Function", "Batch")
     role_id = function["Role"]["Fn::GetAtt"][0]
