@@ -17,11 +17,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import boto3
-from botocore.config import Config
-
 from lambda_src.lean_imports import without_dynamo
-from lambda_src.model_store import ModelLocation
+from lambda_src.model_store import ModelLocation, bounded_s3_client
 from lambda_src.settings import RuntimeSettings
 from lambda_src.telemetry import Telemetry
 
@@ -33,8 +30,8 @@ _location = ModelLocation.from_env()
 _settings = RuntimeSettings.from_env()
 worker = BatchWorker(ModelCache(_location.store_uri, _location.model_name, settings=_settings))
 _logger = Telemetry.from_env().logger
-# Bounded, so a stalled read fails this image's line instead of the whole batch's timeout.
-_s3 = boto3.client("s3", config=Config(connect_timeout=5, read_timeout=30, retries={"mode": "standard"}))
+# Bounded as every S3 call of the runtime: a stalled read fails its image's line, not the batch.
+_s3 = bounded_s3_client()
 
 
 def lambda_handler(event: object, context: object) -> Any:

@@ -39,6 +39,19 @@ S3_MAX_RETRY_DELAY_S = 1.0  # botocore's standard mode waits at most 1 s before 
 STORE_CALL_BOUND_S = S3_MAX_ATTEMPTS * (S3_CONNECT_TIMEOUT_S + S3_READ_TIMEOUT_S) + S3_MAX_RETRY_DELAY_S
 
 
+def bounded_s3_client() -> Any:
+    """The runtime's S3 client: every call gives up within STORE_CALL_BOUND_S."""
+    import boto3  # imported on first use: local stores never pay for it
+    from botocore.config import Config
+
+    bounded = Config(
+        connect_timeout=S3_CONNECT_TIMEOUT_S,
+        read_timeout=S3_READ_TIMEOUT_S,
+        retries={"mode": "standard", "total_max_attempts": S3_MAX_ATTEMPTS},
+    )
+    return boto3.client("s3", config=bounded)
+
+
 class ModelStore(Protocol):
     """Read access to the objects of a model store, by key relative to the store root."""
 
@@ -151,16 +164,7 @@ class S3ModelStore:
         return self._client
 
     def _new_client(self) -> Any:
-        """The runtime's client: every call gives up within STORE_CALL_BOUND_S."""
-        import boto3  # imported on first use: local stores never pay for it
-        from botocore.config import Config
-
-        bounded = Config(
-            connect_timeout=S3_CONNECT_TIMEOUT_S,
-            read_timeout=S3_READ_TIMEOUT_S,
-            retries={"mode": "standard", "total_max_attempts": S3_MAX_ATTEMPTS},
-        )
-        return boto3.client("s3", config=bounded)
+        return bounded_s3_client()
 
     def read(self, key: str) -> bytes:
         with self._errors(key):
