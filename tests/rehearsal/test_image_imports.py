@@ -108,3 +108,43 @@ def test_the_handler_imports_only_what_the_image_provides(
     assert {"torch", "torchvision", "PIL", "aws_lambda_powertools", "lambda_src"} <= imported
     # and the check could see a stray: development packages were out of reach
     assert not (site_packages / "pytest").exists() and not (site_packages / "moto").exists()
+
+
+BATCH_JOB = """
+import json, sys
+import lambda_src.batch_handler as handler
+print(json.dumps(handler.lambda_handler({"resolve_model_version": "latest"}, None)))
+print(json.dumps(sorted({name.partition(".")[0] for name in sys.modules})))
+"""
+
+
+@pytest.mark.slow
+def test_the_batch_handler_imports_only_what_the_image_provides(
+    task_root: Path, training_output: Path, shared_dir: Path
+) -> None:
+    # Given the same image started with the batch function's CMD, and a published model
+    site_packages = image_site_packages(shared_dir / "batch-image-site-packages")
+    store = shared_dir / "batch-imports-store"
+    publish(training_output, str(store), model_name="colours", progress=False)
+    environment = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(site_packages),
+        "MODEL_STORE": str(store),
+        "MODEL_NAME": "colours",
+        "AWS_REGION": "us-east-1",  # Lambda always sets it; the module makes its S3 client at init
+    }
+    # When it starts there and resolves a job's version
+    finished = subprocess.run(
+        [sys.executable, "-S", "-c", BATCH_JOB],
+        capture_output=True,
+        text=True,
+        cwd=task_root,
+        env=environment,
+        timeout=120,
+        check=False,
+    )
+    # Then nothing it needs is missing from the image
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    answer, modules = finished.stdout.splitlines()[-2:]
+    assert json.loads(answer)["name"] == "colours"
+    assert {"torch", "torchvision", "PIL", "boto3", "lambda_src"} <= set(json.loads(modules))
