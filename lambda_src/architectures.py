@@ -1,8 +1,8 @@
-"""The architecture registry: which torchvision classifiers a manifest may name.
+"""The architecture registry: which classifiers a manifest may name.
 
-Any classification model in `torchvision.models` is accepted; the model is built
-from code with random weights and the published state dict is loaded into it, so
-no pickled code is ever executed.
+Any classification model in `torchvision.models` is accepted, and any timm model as
+`timm:NAME` (see `lambda_src.timm_support`); the model is built from code with random
+weights and the published state dict is loaded into it, so no pickled code is ever executed.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import torch
 import torchvision
 
 from lambda_src.errors import ArchitectureMismatch
+from lambda_src.timm_support import TIMM_PREFIX, build_timm_model, check_timm_architecture, is_timm_architecture
 
 DEFAULT_ARCHITECTURE = "resnet18"
 
@@ -25,10 +26,15 @@ def classification_architectures() -> tuple[str, ...]:
 
 
 def check_architecture(name: str) -> str:
-    """Return `name` if torchvision has such a classifier, else raise ArchitectureMismatch."""
+    """Return `name` if torchvision (or timm, for `timm:NAME`) has such a classifier, else raise."""
+    if is_timm_architecture(name):
+        return check_timm_architecture(name)
     if name not in classification_architectures():
         known = ", ".join(classification_architectures())
-        raise ArchitectureMismatch(f"unknown architecture {name!r}; torchvision classifiers are: {known}")
+        raise ArchitectureMismatch(
+            f"unknown architecture {name!r}; torchvision classifiers are: {known} "
+            f"(or any timm model as {TIMM_PREFIX}NAME)"
+        )
     return name
 
 
@@ -37,6 +43,8 @@ def build_model(name: str, num_classes: int) -> torch.nn.Module:
     check_architecture(name)
     if num_classes < 2:
         raise ArchitectureMismatch(f"a classifier needs at least 2 classes, got {num_classes}")
+    if is_timm_architecture(name):
+        return build_timm_model(name, num_classes)
     extra = {"aux_logits": False, "init_weights": False} if name in {"inception_v3", "googlenet"} else {}
     return torchvision.models.get_model(name, weights=None, num_classes=num_classes, **extra)
 

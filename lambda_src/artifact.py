@@ -19,7 +19,10 @@ from typing import Any
 
 from lambda_src.errors import ManifestError
 
-SCHEMA_VERSION = 1
+# Version 2 added `provenance` and `preprocessing.interpolation`; version 1 manifests
+# still load (no provenance, bilinear resizing: what version 1 serving did).
+SCHEMA_VERSION = 2
+READABLE_SCHEMA_VERSIONS = (1, 2)
 WEIGHTS_FILE = "model.pt"
 MANIFEST_FILE = "manifest.json"
 LATEST_POINTER = "LATEST"
@@ -30,6 +33,8 @@ _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic")  # resize filters, as torchvision names them
+SOURCE_KINDS = ("trained", "torchvision", "timm", "file")
 
 
 def check_name(kind: str, value: str) -> str:
@@ -89,8 +94,14 @@ class Preprocessing:
     crop: int = 224  # square centre crop, pixels
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    interpolation: str = "bilinear"  # the resize filter, one of INTERPOLATIONS
 
     def __post_init__(self) -> None:
+        if self.interpolation not in INTERPOLATIONS:
+            raise ManifestError(
+                f"preprocessing.interpolation must be one of {', '.join(INTERPOLATIONS)}, "
+                f"got {self.interpolation!r}"
+            )
         if not (_is_integer(self.resize) and _is_integer(self.crop)):
             raise ManifestError("preprocessing.resize and preprocessing.crop must be integers")
         if not 0 < self.crop <= self.resize <= 4096:
@@ -102,6 +113,28 @@ class Preprocessing:
                 raise ManifestError(f"preprocessing.{name} must be three numbers, got {values!r}")
         if any(v <= 0 for v in self.std):
             raise ManifestError(f"preprocessing.std must be positive, got {self.std!r}")
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where the weights came from: our trainer, torchvision, timm, or a user's file."""
+
+    kind: str  # one of SOURCE_KINDS
+    name: str = ""  # weights name (resnet50.IMAGENET1K_V2, timm:convnext_tiny.fb_in1k) or file name
+    url: str | None = None  # where the original weights are published, when known
+    sha256: str | None = None  # of the original file, as downloaded or given
+    license: str | None = None  # as the source library declares it
+
+    def __post_init__(self) -> None:
+        if self.kind not in SOURCE_KINDS:
+            raise ManifestError(f"provenance.kind must be one of {', '.join(SOURCE_KINDS)}, got {self.kind!r}")
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Provenance:
+        if not isinstance(data, dict) or not isinstance(data.get("kind"), str):
+            raise ManifestError("manifest provenance must be an object with a kind")
+        fields = {key: data.get(key) for key in ("url", "sha256", "license")}
+        return cls(kind=data["kind"], name=str(data.get("name", "")), **fields)
 
 
 @dataclass(frozen=True)
@@ -118,6 +151,7 @@ class Manifest:
     metrics: dict[str, float] = field(default_factory=dict)
     framework: dict[str, str] = field(default_factory=dict)
     created_at: str = ""
+    provenance: Provenance | None = None  # None in version 1 manifests
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -130,10 +164,10 @@ class Manifest:
             check_name("version", self.version)
         except ValueError as error:
             raise ManifestError(str(error)) from None
-        if not _is_integer(self.schema_version) or self.schema_version != SCHEMA_VERSION:
+        if not _is_integer(self.schema_version) or self.schema_version not in READABLE_SCHEMA_VERSIONS:
             raise ManifestError(
                 f"manifest schema_version {self.schema_version!r} is not supported "
-                f"(this runtime reads version {SCHEMA_VERSION})"
+                f"(this runtime reads versions {', '.join(map(str, READABLE_SCHEMA_VERSIONS))})"
             )
         if len(self.labels) < 2 or not all(isinstance(label, str) for label in self.labels):
             raise ManifestError("manifest labels must be a list of at least two strings")
@@ -185,6 +219,7 @@ class Manifest:
                 crop=raw_pre.get("crop", 224),
                 mean=tuple(raw_pre.get("mean", IMAGENET_MEAN)),
                 std=tuple(raw_pre.get("std", IMAGENET_STD)),
+                interpolation=raw_pre.get("interpolation", "bilinear"),
             )
         except TypeError as error:
             raise ManifestError(f"manifest preprocessing is invalid: {error}") from None
@@ -199,6 +234,7 @@ class Manifest:
             metrics=_object(data, "metrics"),
             framework=_object(data, "framework"),
             created_at=str(data.get("created_at", "")),
+            provenance=Provenance.from_dict(data["provenance"]) if data.get("provenance") else None,
             schema_version=data.get("schema_version", SCHEMA_VERSION),
         )
 

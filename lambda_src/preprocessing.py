@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import torch
 from PIL import Image, ImageOps
-from torchvision.transforms import v2
+from torchvision.transforms import InterpolationMode, v2
 
 from lambda_src.artifact import Preprocessing
 
@@ -32,11 +32,13 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def eval_transform(preprocessing: Preprocessing) -> Callable[[Image.Image], torch.Tensor]:
-    """Resize the shorter side, centre-crop, scale to [0, 1] and normalise (RGB PIL in)."""
+    """Resize the shorter side (with the manifest's filter), centre-crop, scale to [0, 1], normalise."""
     return v2.Compose(
         [
             v2.PILToTensor(),
-            v2.Resize(preprocessing.resize, antialias=True),
+            v2.Resize(
+                preprocessing.resize, interpolation=InterpolationMode(preprocessing.interpolation), antialias=True
+            ),
             v2.CenterCrop(preprocessing.crop),
             v2.ToDtype(torch.float32, scale=True),
             v2.Normalize(mean=list(preprocessing.mean), std=list(preprocessing.std)),

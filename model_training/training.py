@@ -22,7 +22,15 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from lambda_src.architectures import DEFAULT_ARCHITECTURE, build_model, check_architecture, load_weights
-from lambda_src.artifact import MANIFEST_FILE, WEIGHTS_FILE, Manifest, Preprocessing, check_name, sha256_hex
+from lambda_src.artifact import (
+    MANIFEST_FILE,
+    WEIGHTS_FILE,
+    Manifest,
+    Preprocessing,
+    Provenance,
+    check_name,
+    sha256_hex,
+)
 from lambda_src.errors import ArchitectureMismatch
 from model_training.datasets import LabelledImages, load_demo_set, load_image_folder, train_and_val_datasets
 
@@ -284,6 +292,7 @@ def train(config: TrainingConfig, *, progress: bool = True, note: Note = print) 
         },
         framework={"torch": torch.__version__, "torchvision": torchvision.__version__},
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        provenance=Provenance(kind="trained", name=str(config.data_dir.name) if config.data_dir else "demo"),
     )
     return TrainingResult(model=model, manifest=manifest, weights=weights, history=history)
 
@@ -301,9 +310,14 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 
 def save_output(result: TrainingResult, folder: Path | str) -> Path:
+    """Write the trained model's model.pt and manifest.json into `folder`; return the folder."""
+    return write_artifact(result.manifest, result.weights, folder)
+
+
+def write_artifact(manifest: Manifest, weights: bytes, folder: Path | str) -> Path:
     """Write model.pt, then manifest.json, into `folder` (created if needed); return the folder."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    _write_atomically(folder / WEIGHTS_FILE, result.weights)
-    _write_atomically(folder / MANIFEST_FILE, result.manifest.to_json())
+    _write_atomically(folder / WEIGHTS_FILE, weights)
+    _write_atomically(folder / MANIFEST_FILE, manifest.to_json())
     return folder

@@ -1,0 +1,147 @@
+"""Manifest schema versions: version 2 adds provenance and interpolation; version 1 still serves."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from PIL import Image
+
+from lambda_src.artifact import SCHEMA_VERSION, Manifest, Preprocessing, Provenance
+from lambda_src.errors import ManifestError
+from lambda_src.preprocessing import eval_transform
+
+from .conftest import PREFIX, ModelBucket
+from .support import (
+    LABELS,
+    Publication,
+    api_gateway_event,
+    body_of,
+    coloured_image,
+    encode,
+    make_manifest,
+    publish,
+    reference_probabilities,
+)
+
+# Written by `python -m model_training train --demo` before schema version 2 existed.
+V1_MANIFEST = Path(__file__).parent / "data" / "manifest-v1.json"
+
+
+def test_a_published_version_1_manifest_reads_with_bilinear_resizing_and_no_provenance() -> None:
+    manifest = Manifest.from_json(V1_MANIFEST.read_bytes())
+
+    assert manifest.schema_version == 1
+    assert "interpolation" not in json.loads(V1_MANIFEST.read_text())["preprocessing"]
+    assert manifest.preprocessing == Preprocessing(resize=37, crop=32, interpolation="bilinear")
+    assert manifest.provenance is None
+    assert manifest.labels == ("circle", "cross", "square", "triangle")
+
+
+def test_version_2_round_trips_provenance_and_interpolation() -> None:
+    provenance = Provenance(
+        kind="torchvision",
+        name="resnet50.IMAGENET1K_V2",
+        url="https://download.pytorch.org/models/resnet50-11ad3fa6.pth",
+        sha256="11ad3fa6" + "0" * 56,
+        license=None,
+    )
+    manifest = make_manifest(
+        "m",
+        "v1",
+        b"weights",
+        preprocessing=Preprocessing(resize=232, crop=224, interpolation="bicubic"),
+        provenance=provenance,
+    )
+
+    data = json.loads(manifest.to_json())
+    assert data["schema_version"] == SCHEMA_VERSION == 2
+    assert data["preprocessing"]["interpolation"] == "bicubic"
+    assert Manifest.from_json(manifest.to_json()) == manifest
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (lambda data: data.update(schema_version=3), "schema_version 3 is not supported"),
+        (lambda data: data["preprocessing"].update(interpolation="lanczos"), "interpolation must be one of"),
+        (lambda data: data.update(provenance={"kind": "magic"}), "provenance.kind must be one of"),
+        (lambda data: data.update(provenance="torchvision"), "provenance must be an object"),
+    ],
+)
+def test_unknown_versions_and_values_are_refused_in_words(
+    change: Callable[[dict[str, Any]], None], words: str
+) -> None:
+    data = json.loads(V1_MANIFEST.read_text())
+    change(data)
+    with pytest.raises(ManifestError, match=words):
+        Manifest.from_dict(data)
+
+
+def _v1_manifest_for(name: str, weights: bytes) -> Manifest:
+    """The published version 1 manifest, pointed at the test weights (the only fields tied to them)."""
+    data = json.loads(V1_MANIFEST.read_text())
+    data.update(
+        model_name=name,
+        version="v1",
+        architecture="resnet18",
+        labels=list(LABELS),
+        num_classes=len(LABELS),
+        weights_sha256=make_manifest(name, "v1", weights).weights_sha256,
+        weights_size_bytes=len(weights),
+    )
+    data["preprocessing"].update(resize=40, crop=32)
+    return Manifest.from_dict(data)
+
+
+def test_a_version_1_model_is_served_as_before(
+    model_bucket: ModelBucket, tiny_model: torch.nn.Module, tiny_weights: bytes, make_service: Callable
+) -> None:
+    manifest = _v1_manifest_for("colours-v1", tiny_weights)
+    assert manifest.schema_version == 1
+    publish(
+        model_bucket.write,
+        prefix=PREFIX,
+        model_name="colours-v1",
+        version="v1",
+        weights=tiny_weights,
+        manifest=manifest,
+    )
+    service, _, _ = make_service("colours-v1")
+    jpeg = encode(coloured_image("green", size=(64, 48), seed=7), "JPEG", quality=95)
+
+    response = service.handle(api_gateway_event("POST", "/predict", body=jpeg, content_type="image/jpeg"))
+
+    assert response["statusCode"] == 200, response["body"]
+    best = body_of(response)["results"][0]["predictions"][0]
+    expected = reference_probabilities(tiny_model, jpeg)
+    assert best["label"] == LABELS[int(expected.argmax())]
+    assert best["score"] == pytest.approx(float(expected.max()), abs=1e-4)
+
+
+def test_serving_resizes_with_the_manifests_interpolation(
+    model_bucket: ModelBucket, tiny_weights: bytes, published: Publication, make_service: Callable
+) -> None:
+    bicubic = Preprocessing(resize=40, crop=32, interpolation="bicubic")
+    manifest = make_manifest("colours-bicubic", "v1", tiny_weights, preprocessing=bicubic)
+    publish(
+        model_bucket.write,
+        prefix=PREFIX,
+        model_name="colours-bicubic",
+        version="v1",
+        weights=tiny_weights,
+        manifest=manifest,
+    )
+    service, _, _ = make_service("colours-bicubic")
+    assert service.load()
+    image: Image.Image = coloured_image("blue", size=(90, 70), seed=3)
+
+    served = service._predictor.preprocess(image)  # type: ignore[union-attr]
+
+    assert torch.equal(served, eval_transform(bicubic)(image))
+    bilinear = eval_transform(Preprocessing(resize=40, crop=32))(image)
+    assert not torch.allclose(served, bilinear, atol=1e-3)
