@@ -14,7 +14,12 @@ import torch
 import torchvision
 
 from lambda_src.errors import ArchitectureMismatch
-from lambda_src.timm_support import TIMM_PREFIX, build_timm_model, check_timm_architecture, is_timm_architecture
+from lambda_src.timm_support import (
+    TIMM_PREFIX,
+    build_timm_model,
+    check_timm_architecture,
+    is_timm_architecture,
+)
 
 DEFAULT_ARCHITECTURE = "resnet18"
 

@@ -127,7 +127,9 @@ class Provenance:
 
     def __post_init__(self) -> None:
         if self.kind not in SOURCE_KINDS:
-            raise ManifestError(f"provenance.kind must be one of {', '.join(SOURCE_KINDS)}, got {self.kind!r}")
+            raise ManifestError(
+                f"provenance.kind must be one of {', '.join(SOURCE_KINDS)}, got {self.kind!r}"
+            )
 
     @classmethod
     def from_dict(cls, data: Any) -> Provenance:

@@ -37,7 +37,9 @@ def eval_transform(preprocessing: Preprocessing) -> Callable[[Image.Image], torc
         [
             v2.PILToTensor(),
             v2.Resize(
-                preprocessing.resize, interpolation=InterpolationMode(preprocessing.interpolation), antialias=True
+                preprocessing.resize,
+                interpolation=InterpolationMode(preprocessing.interpolation),
+                antialias=True,
             ),
             v2.CenterCrop(preprocessing.crop),
             v2.ToDtype(torch.float32, scale=True),

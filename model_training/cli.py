@@ -1,4 +1,4 @@
-"""`python -m model_training`: train, publish and list versions.
+"""`python -m model_training`: train or import, publish and list versions.
 
 `predict` and `smoke-test` stay here as aliases of `python -m endpoint_client`'s
 commands, which own them.
@@ -14,16 +14,17 @@ import argparse
 import shlex
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from endpoint_client.cli import add_commands as add_endpoint_commands
 from endpoint_client.cli import positive_int
 from endpoint_client.stack_outputs import DEFAULT_STACK, STACK_SCHEME, StackError, resolve_store
 from lambda_src.architectures import DEFAULT_ARCHITECTURE
-from lambda_src.artifact import LATEST_POINTER
+from lambda_src.artifact import IMAGENET_MEAN, IMAGENET_STD, INTERPOLATIONS, LATEST_POINTER, Preprocessing
 from lambda_src.errors import ModelArtifactError
 from model_training.datasets import TrainingDataError
+from model_training.importing import ImportedModel, ImportFailed, import_pretrained, import_weights_file
 from model_training.publishing import PublishedVersion, PublishError, describe_listing, list_versions, publish
 from model_training.training import (
     DEMO_EPOCHS,
@@ -38,6 +39,7 @@ from model_training.training import (
     TrainingResult,
     save_output,
     train,
+    write_artifact,
 )
 
 PROG = "python -m model_training"
@@ -47,6 +49,7 @@ EXIT_INTERRUPTED = 130
 # The errors a user can act on; anything else is a bug and keeps its traceback.
 USER_ERRORS = (
     TrainingDataError,
+    ImportFailed,
     ModelArtifactError,
     PublishError,
     StackError,
@@ -125,12 +128,59 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
         default=DEMO_IMAGES_PER_CLASS,
         help="demo images generated per class (default: %(default)s)",
     )
+    _add_output_options(command)
+    command.set_defaults(run=run_train)
+
+
+def _add_output_options(command: argparse.ArgumentParser) -> None:
+    """Where `train` and `import` keep their result: a folder, a store, or both."""
     command.add_argument("--output", type=Path, help="folder to write model.pt and manifest.json to")
     command.add_argument("--publish-to", metavar="STORE", help=f"also publish the result: {STORE_HELP}")
     command.add_argument("--version", help="version to publish as (default: the next free v1, v2, ...)")
     command.add_argument("--region", help="AWS region of the stack, for --publish-to stack:NAME")
     command.add_argument("--no-progress", action="store_true", help="no progress bars")
-    command.set_defaults(run=run_train)
+
+
+def _add_import(subparsers: argparse._SubParsersAction) -> None:
+    command = subparsers.add_parser(
+        "import",
+        help="turn pretrained torchvision/timm weights or your own state dict into a model to serve",
+        description=(
+            "Make model.pt + manifest.json from an existing model, with its labels, its exact preprocessing "
+            "and where the weights came from: torchvision's or timm's pretrained weights (downloaded into "
+            "the library's usual cache, hash-checked), or your own weights file. Write them to --output "
+            "and/or publish them with --publish-to. Nothing is written when the import fails."
+        ),
+    )
+    source = command.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--pretrained",
+        metavar="SOURCE:NAME",
+        help="torchvision:ARCH.WEIGHTS (e.g. torchvision:resnet50.IMAGENET1K_V2 or .DEFAULT) or timm:NAME "
+        "(e.g. timm:convnext_tiny.fb_in22k_ft_in1k)",
+    )
+    source.add_argument(
+        "--weights",
+        type=Path,
+        metavar="FILE",
+        help="your own weights: a state dict, a checkpoint dict holding it under state_dict, model or net "
+        "(module. prefixes are dropped), or a .safetensors file; needs --architecture and --labels",
+    )
+    command.add_argument("--architecture", help="with --weights: a torchvision classifier or timm:NAME")
+    command.add_argument(
+        "--labels", type=Path, help="with --weights: one label per line, or a JSON list, in output order"
+    )
+    own = command.add_argument_group("preprocessing of your own weights (defaults: torchvision's ImageNet)")
+    own.add_argument("--image-size", type=positive_int, default=224, help="centre crop (default: 224)")
+    own.add_argument("--resize", type=positive_int, help="shorter side before the crop (default: 8/7 of it)")
+    own.add_argument("--interpolation", choices=INTERPOLATIONS, default="bilinear", help="resize filter")
+    own.add_argument("--mean", type=float, nargs=3, metavar=("R", "G", "B"), default=IMAGENET_MEAN)
+    own.add_argument("--std", type=float, nargs=3, metavar=("R", "G", "B"), default=IMAGENET_STD)
+    command.add_argument(
+        "--model-name", help="name to publish under (default: the weights' name, or the file's stem)"
+    )
+    _add_output_options(command)
+    command.set_defaults(run=run_import)
 
 
 def _add_publish(subparsers: argparse._SubParsersAction) -> None:
@@ -177,13 +227,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description=(
-            "Train a torchvision image classifier, publish it to a model store as an immutable version, "
-            "and query the endpoint that serves it."
+            "Train a torchvision image classifier or import an existing one, publish it to a model store "
+            "as an immutable version, and query the endpoint that serves it."
         ),
         epilog=f"Run `{PROG} <command> --help` for a command's options.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="command")
     _add_train(subparsers)
+    _add_import(subparsers)
     _add_publish(subparsers)
     _add_versions(subparsers)
     add_endpoint_commands(subparsers)  # aliases of `python -m endpoint_client predict/smoke-test`
@@ -202,9 +253,13 @@ def _model_name_for(args: argparse.Namespace) -> str:
     return str(args.data.resolve().name)
 
 
-def run_train(args: argparse.Namespace) -> int:
+def _check_kept(args: argparse.Namespace) -> None:
     if args.output is None and args.publish_to is None:
         raise ValueError("nothing would be kept: give --output DIR, --publish-to STORE, or both")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    _check_kept(args)
     config = TrainingConfig(
         data_dir=None if args.demo else args.data,
         model_name=_model_name_for(args),
@@ -221,16 +276,50 @@ def run_train(args: argparse.Namespace) -> int:
     config.check()  # fail on a bad option before looking up a stack or training
     store = resolve_store(args.publish_to, region=args.region) if args.publish_to else None
     result = train(config, progress=not args.no_progress, note=info)
-    published = None
-    if args.output is not None:
-        save_output(result, args.output)
-        published = _publish_if_asked(args.output, store, args)
-    else:
-        with tempfile.TemporaryDirectory(prefix="model-training-") as folder:
-            save_output(result, folder)
-            published = _publish_if_asked(Path(folder), store, args)
+    published = _save_and_publish(lambda folder: save_output(result, folder), store, args)
     print(training_summary(result, args.output, published))
     return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    _check_kept(args)
+    store = resolve_store(args.publish_to, region=args.region) if args.publish_to else None
+    imported = _import(args)
+    published = _save_and_publish(
+        lambda folder: write_artifact(imported.manifest, imported.weights, folder), store, args
+    )
+    print(import_summary(imported, args.output, published))
+    return 0
+
+
+def _import(args: argparse.Namespace) -> ImportedModel:
+    if args.pretrained:
+        if args.architecture or args.labels:
+            raise ValueError("--architecture and --labels go with --weights; --pretrained brings its own")
+        return import_pretrained(args.pretrained, model_name=args.model_name, progress=not args.no_progress)
+    if not (args.architecture and args.labels):
+        raise ValueError("--weights needs --architecture NAME and --labels FILE")
+    crop = args.image_size
+    preprocessing = Preprocessing(
+        resize=args.resize or round(crop * 8 / 7),
+        crop=crop,
+        mean=tuple(args.mean),
+        std=tuple(args.std),
+        interpolation=args.interpolation,
+    )
+    return import_weights_file(args.architecture, args.weights, args.labels, preprocessing, args.model_name)
+
+
+def _save_and_publish(
+    save: Callable[[Path], object], store: str | None, args: argparse.Namespace
+) -> PublishedVersion | None:
+    """Write the artifact to --output (or a temporary folder) and publish it if asked."""
+    if args.output is not None:
+        save(args.output)
+        return _publish_if_asked(args.output, store, args)
+    with tempfile.TemporaryDirectory(prefix="model-training-") as folder:
+        save(Path(folder))
+        return _publish_if_asked(Path(folder), store, args)
 
 
 def _publish_if_asked(folder: Path, store: str | None, args: argparse.Namespace) -> PublishedVersion | None:
@@ -269,6 +358,19 @@ def training_summary(result: TrainingResult, output: Path | None, published: Pub
         lines.append(
             f"publish it: {PROG} publish {shlex.quote(str(output))} --store <s3://bucket/prefix|folder>"
         )
+    return "\n".join(lines)
+
+
+def import_summary(imported: ImportedModel, output: Path | None, published: PublishedVersion | None) -> str:
+    manifest = imported.manifest
+    pre = manifest.preprocessing
+    lines = [
+        f"imported: {manifest.model_name} ({manifest.architecture}, {manifest.num_classes} classes; "
+        f"resize {pre.resize} {pre.interpolation}, crop {pre.crop})"
+    ]
+    if output is not None:
+        lines.append(f"written to: {output}/ (model.pt, manifest.json)")
+    lines.append(publish_summary(published) if published else f"publish it: {PROG} publish {output}")
     return "\n".join(lines)
 
 

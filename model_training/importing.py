@@ -1,0 +1,441 @@
+"""Import an existing model as an artifact: torchvision or timm pretrained weights, or your own file.
+
+Every source ends in the same `ImportedModel` as training does: the model, the plain
+state dict bytes `model.pt` will hold, and an unpublished manifest with the source's
+labels, its exact preprocessing and where the weights came from (provenance). Nothing
+is written here: the caller writes or publishes the result, so a failed import leaves
+nothing behind. Files are only ever loaded with `weights_only=True`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import pickle
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import torch
+import torchvision
+
+from lambda_src.architectures import (
+    build_model,
+    check_architecture,
+    classification_architectures,
+    load_weights,
+)
+from lambda_src.artifact import INTERPOLATIONS, Manifest, Preprocessing, Provenance, sha256_hex
+from lambda_src.timm_support import TIMM_PREFIX, check_timm_architecture, is_timm_architecture
+from model_training.training import UNPUBLISHED_VERSION, serialise
+
+TORCHVISION_PREFIX = "torchvision:"
+CHECKPOINT_KEYS = ("state_dict", "model", "net")  # where checkpoints keep the state dict
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DataParallel/DDP, torch.compile
+# torchvision builds these with transform_input=True when given weights: the network turns
+# ImageNet-normalised input into (x - 0.5) / 0.5. Normalising with 0.5 directly is the same.
+_TRANSFORM_INPUT_ARCHITECTURES = {"googlenet": ("aux1.", "aux2."), "inception_v3": ("AuxLogits.",)}
+
+
+class ImportFailed(Exception):
+    """The model cannot be imported, for a reason a person can act on."""
+
+
+@dataclass(frozen=True)
+class ImportedModel:
+    """An imported model in eval mode, the bytes of its state dict, and its unpublished manifest."""
+
+    model: torch.nn.Module
+    manifest: Manifest
+    weights: bytes
+
+
+def import_pretrained(spec: str, *, model_name: str | None = None, progress: bool = True) -> ImportedModel:
+    """`torchvision:ARCH.WEIGHTS` or `timm:NAME`, downloaded (or found in the library's cache)."""
+    if spec.startswith(TORCHVISION_PREFIX):
+        return import_torchvision(spec.removeprefix(TORCHVISION_PREFIX), model_name, progress)
+    if spec.startswith(TIMM_PREFIX):
+        return import_timm(spec.removeprefix(TIMM_PREFIX), model_name, progress)
+    raise ImportFailed(
+        f"unknown pretrained source {spec!r}: use {TORCHVISION_PREFIX}ARCH.WEIGHTS "
+        f"(e.g. {TORCHVISION_PREFIX}resnet50.IMAGENET1K_V2) or {TIMM_PREFIX}NAME "
+        f"(e.g. {TIMM_PREFIX}convnext_tiny.fb_in22k_ft_in1k)"
+    )
+
+
+# torchvision ---------------------------------------------------------------------------------
+
+
+def torchvision_weights(name: str) -> torchvision.models.WeightsEnum:
+    """The weights enum member `ARCH.WEIGHTS` names (`DEFAULT` accepted)."""
+    architecture, _, member = name.partition(".")
+    if architecture not in classification_architectures():
+        raise ImportFailed(
+            f"unknown torchvision classifier {architecture!r}; torchvision.models.list_models() lists them"
+        )
+    enum = torchvision.models.get_model_weights(architecture)
+    if member not in enum.__members__:
+        raise ImportFailed(
+            f"torchvision has no weights {name!r}; {architecture} has: "
+            + ", ".join(f"{architecture}.{known}" for known in enum.__members__)
+        )
+    return enum[member]
+
+
+def import_torchvision(name: str, model_name: str | None, progress: bool) -> ImportedModel:
+    weights = torchvision_weights(name)
+    architecture = name.partition(".")[0]
+    full_name = f"{architecture}.{weights.name}"  # DEFAULT resolved to what it stands for
+    state_dict, file_sha256 = verified_torchvision_state_dict(weights, progress)
+    transforms = weights.transforms()
+    preprocessing = Preprocessing(
+        resize=transforms.resize_size[0],
+        crop=transforms.crop_size[0],
+        mean=tuple(transforms.mean),
+        std=tuple(transforms.std),
+        interpolation=transforms.interpolation.value,
+    )
+    aux_prefixes = _TRANSFORM_INPUT_ARCHITECTURES.get(architecture)
+    if aux_prefixes:  # auxiliary heads only help training; serving builds the model without them
+        state_dict = {key: value for key, value in state_dict.items() if not key.startswith(aux_prefixes)}
+        preprocessing = Preprocessing(
+            resize=preprocessing.resize,
+            crop=preprocessing.crop,
+            mean=(0.5, 0.5, 0.5),
+            std=(0.5, 0.5, 0.5),
+            interpolation=preprocessing.interpolation,
+        )
+    provenance = Provenance(kind="torchvision", name=full_name, url=weights.url, sha256=file_sha256)
+    return _imported(
+        architecture,
+        weights.meta["categories"],
+        state_dict=state_dict,
+        preprocessing=preprocessing,
+        provenance=provenance,
+        model_name=model_name or full_name,
+    )
+
+
+def verified_torchvision_state_dict(
+    weights: torchvision.models.WeightsEnum, progress: bool
+) -> tuple[Mapping[str, torch.Tensor], str]:
+    """torch.hub's download-and-cache, plus the hash check it skips for files already cached.
+
+    torchvision names each file after the first hex digits of its SHA-256
+    (resnet50-11ad3fa6.pth); the file must match them however it got into the cache.
+    """
+    file_name = Path(urlparse(weights.url).path).name
+    found = torch.hub.HASH_REGEX.search(file_name)
+    if not found:
+        raise ImportFailed(f"{weights.url} carries no hash in its name to check the download against")
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / file_name
+    if cached.is_file():
+        _check_hash_prefix(cached, found.group(1))
+    try:
+        state_dict = weights.get_state_dict(
+            progress=progress, check_hash=True, weights_only=True, map_location="cpu"
+        )
+    except (OSError, RuntimeError) as error:  # unreachable, refused, or failed torch.hub's own hash check
+        raise ImportFailed(f"could not download {weights.url}: {_first_line(error)}") from None
+    return state_dict, _check_hash_prefix(cached, found.group(1))
+
+
+def _check_hash_prefix(path: Path, prefix: str) -> str:
+    """The file's SHA-256, if it starts with `prefix`; otherwise ImportFailed."""
+    actual = file_sha256(path)
+    if not actual.startswith(prefix):
+        raise ImportFailed(
+            f"{path} has SHA-256 {actual}, but its published hash starts with {prefix}: the file is corrupt "
+            "or was replaced. Delete it and run the import again to download it afresh"
+        )
+    return actual
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# timm ----------------------------------------------------------------------------------------
+
+
+def import_timm(name: str, model_name: str | None, progress: bool) -> ImportedModel:
+    """A timm classifier with its pretrained weights (through timm's Hugging Face Hub cache)."""
+    import timm
+    import timm.data
+    from timm.models import get_pretrained_cfg
+
+    check_timm_architecture(TIMM_PREFIX + name)
+    config = get_pretrained_cfg(name)
+    if config is None or not (config.hf_hub_id or config.url or config.file):
+        raise ImportFailed(f"timm has no pretrained weights for {name!r}; timm.list_pretrained() lists them")
+    if not config.num_classes:
+        raise ImportFailed(
+            f"timm model {name!r} is not a classifier: its pretrained weights have no classification head "
+            "(num_classes 0); pick a tag fine-tuned for classification, e.g. one ending in _in1k"
+        )
+    try:
+        with _hub_progress(progress):
+            model = timm.create_model(name, pretrained=True)
+    except Exception as error:  # hub, network and file errors come in many types; each means the same
+        raise ImportFailed(
+            f"timm could not load the pretrained weights of {name!r}: {_first_line(error)}"
+        ) from None
+    tagged = f"{config.architecture}.{config.tag}"  # an untagged name resolved to timm's default tag
+    labels = timm_labels(model, tagged)
+    preprocessing = timm_preprocessing(timm.data.resolve_model_data_config(model), tagged)
+    source = _timm_weights_file(config.hf_hub_id, config.hf_hub_filename)
+    hub_url = f"https://huggingface.co/{config.hf_hub_id}" if config.hf_hub_id else None
+    provenance = Provenance(
+        kind="timm",
+        name=TIMM_PREFIX + tagged,
+        url=config.url if isinstance(config.url, str) and config.url else hub_url,
+        sha256=file_sha256(source) if source else None,
+        license=config.license,
+    )
+    return _imported(
+        TIMM_PREFIX + tagged,
+        labels,
+        state_dict=model.state_dict(),
+        preprocessing=preprocessing,
+        provenance=provenance,
+        model_name=model_name or tagged,
+    )
+
+
+@contextlib.contextmanager
+def _hub_progress(enabled: bool) -> Iterator[None]:
+    """Hugging Face Hub's download bars on or off for the block, then as they were."""
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    was_disabled = are_progress_bars_disabled()
+    (enable_progress_bars if enabled else disable_progress_bars)()
+    try:
+        yield
+    finally:
+        (disable_progress_bars if was_disabled else enable_progress_bars)()
+
+
+def timm_labels(model: torch.nn.Module, name: str) -> list[str]:
+    """The class names timm declares for the model's dataset (ImageNet-1k, -12k, -21k, -22k)."""
+    import timm.data
+
+    subset = timm.data.infer_imagenet_subset(model)
+    if subset is None:
+        raise ImportFailed(
+            f"timm declares no labels for {name!r}; import it with --architecture {TIMM_PREFIX}NAME "
+            "--weights FILE --labels FILE"
+        )
+    labels = timm.data.ImageNetInfo(subset).label_descriptions()
+    outputs = getattr(model, "num_classes", len(labels))
+    if len(labels) != outputs:
+        raise ImportFailed(f"timm's {subset} labels are {len(labels)} but {name!r} has {outputs} outputs")
+    return list(labels)
+
+
+def timm_preprocessing(config: Mapping[str, Any], name: str) -> Preprocessing:
+    """timm's resolved data config as a manifest's preprocessing (what timm's eval transform does)."""
+    _, height, width = config["input_size"]
+    if height != width:
+        raise ImportFailed(f"{name!r} takes {height}x{width} inputs; serving crops square images only")
+    crop_mode = config.get("crop_mode", "center")
+    if crop_mode != "center":
+        raise ImportFailed(
+            f"{name!r} resizes with timm's crop_mode {crop_mode!r}; serving reproduces 'center' only"
+        )
+    if config["interpolation"] not in INTERPOLATIONS:
+        raise ImportFailed(f"{name!r} resizes with {config['interpolation']!r}, not one of {INTERPOLATIONS}")
+    return Preprocessing(
+        resize=math.floor(height / config["crop_pct"]),  # timm's own formula for the eval resize
+        crop=height,
+        mean=tuple(config["mean"]),
+        std=tuple(config["std"]),
+        interpolation=config["interpolation"],
+    )
+
+
+def _timm_weights_file(hub_id: str | None, hub_file_name: str | None) -> Path | None:
+    """The file timm loaded the weights from, in the Hugging Face Hub cache, when it is there."""
+    from huggingface_hub import try_to_load_from_cache
+
+    if not hub_id:
+        return None
+    names = [hub_file_name] if hub_file_name else []
+    for file_name in [*names, "model.safetensors", "pytorch_model.bin"]:
+        found = try_to_load_from_cache(hub_id, file_name)
+        if isinstance(found, str):
+            return Path(found)
+    return None
+
+
+# your own weights ----------------------------------------------------------------------------
+
+
+def import_weights_file(
+    architecture: str,
+    weights_path: Path,
+    labels_path: Path,
+    preprocessing: Preprocessing,
+    model_name: str | None = None,
+) -> ImportedModel:
+    """A state dict or checkpoint file of `architecture` (torchvision name or timm:NAME), with labels."""
+    check_architecture(architecture)
+    labels = read_labels(labels_path)
+    state_dict = read_checkpoint(weights_path)
+    provenance = Provenance(kind="file", name=weights_path.name, sha256=file_sha256(weights_path))
+    return _imported(
+        architecture,
+        labels,
+        state_dict=state_dict,
+        preprocessing=preprocessing,
+        provenance=provenance,
+        model_name=model_name or weights_path.stem,
+    )
+
+
+def read_labels(path: Path) -> list[str]:
+    """One label per line (blank lines ignored), or a JSON list of strings."""
+    text = path.read_text(encoding="utf-8")
+    if text.lstrip().startswith("["):
+        try:
+            labels = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ImportFailed(f"{path} starts like a JSON list but is not valid JSON: {error}") from None
+        if not all(isinstance(label, str) for label in labels):
+            raise ImportFailed(f"{path} must be a JSON list of strings")
+    else:
+        labels = [line.strip() for line in text.splitlines() if line.strip()]
+    if not labels:
+        raise ImportFailed(f"{path} holds no labels: write one label per line, in the model's output order")
+    return [str(label) for label in labels]
+
+
+def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    """The state dict in `path`: bare, in a checkpoint dict, DataParallel-prefixed, or .safetensors."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            loaded: Any = load_file(path, device="cpu")
+        except OSError:
+            raise
+        except Exception as error:  # safetensors' own error type for a malformed file
+            raise ImportFailed(f"{path} is not a readable .safetensors file: {_first_line(error)}") from None
+    else:
+        loaded = _torch_load(path)
+    return strip_wrapper_prefixes(find_state_dict(loaded, path))
+
+
+def _torch_load(path: Path) -> Any:
+    try:
+        return torch.load(path, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as error:
+        raise ImportFailed(
+            f"{path}: torch.load(weights_only=True) refuses it ({_first_line(error)}). It holds Python "
+            "objects besides tensors, such as a whole model saved with torch.save(model). Load it where "
+            "its code is and save the state dict alone: torch.save(model.state_dict(), 'weights.pt')"
+        ) from None
+    except OSError:
+        raise
+    except Exception as error:  # torch raises many types for files that are not checkpoints
+        raise ImportFailed(f"{path} is not a PyTorch checkpoint: {_first_line(error)}") from None
+
+
+def find_state_dict(loaded: Any, path: Path) -> Mapping[str, torch.Tensor]:
+    """The state dict itself, or the one a checkpoint dict keeps under state_dict, model or net."""
+    if _is_state_dict(loaded):
+        return loaded
+    if isinstance(loaded, Mapping):
+        for key in CHECKPOINT_KEYS:
+            if _is_state_dict(loaded.get(key)):
+                return loaded[key]
+        keys = ", ".join(repr(key) for key in list(loaded)[:8])
+        raise ImportFailed(
+            f"{path} holds a dict ({keys}) with no state dict at its top level or under "
+            f"{', '.join(repr(key) for key in CHECKPOINT_KEYS)}"
+        )
+    raise ImportFailed(f"{path} holds a {type(loaded).__name__}, not a state dict (names to tensors)")
+
+
+def _is_state_dict(value: Any) -> bool:
+    return (
+        isinstance(value, Mapping)
+        and bool(value)
+        and all(isinstance(key, str) and isinstance(tensor, torch.Tensor) for key, tensor in value.items())
+    )
+
+
+def strip_wrapper_prefixes(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop `module.` (DataParallel/DDP) and `_orig_mod.` (torch.compile) when every key has one."""
+    result = dict(state_dict)
+    for prefix in WRAPPER_PREFIXES:
+        if all(key.startswith(prefix) for key in result):
+            result = {key.removeprefix(prefix): value for key, value in result.items()}
+    return result
+
+
+# the artifact --------------------------------------------------------------------------------
+
+
+def _imported(
+    architecture: str,
+    labels: Sequence[str],
+    *,
+    state_dict: Mapping[str, torch.Tensor],
+    preprocessing: Preprocessing,
+    provenance: Provenance,
+    model_name: str,
+) -> ImportedModel:
+    """Load the weights into a freshly built `architecture` and describe it in a manifest."""
+    model = build_model(architecture, len(labels))
+    _check_label_count(model, state_dict, len(labels))
+    load_weights(model, state_dict, f"{architecture} with {len(labels)} classes")
+    model.eval()
+    weights = serialise(model)
+    framework = {"torch": torch.__version__, "torchvision": torchvision.__version__}
+    if is_timm_architecture(architecture):
+        import timm
+
+        framework["timm"] = timm.__version__
+    manifest = Manifest(
+        model_name=model_name,
+        version=UNPUBLISHED_VERSION,
+        architecture=architecture,
+        labels=tuple(labels),
+        weights_sha256=sha256_hex(weights),
+        weights_size_bytes=len(weights),
+        preprocessing=preprocessing,
+        framework=framework,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        provenance=provenance,
+    )
+    return ImportedModel(model=model, manifest=manifest, weights=weights)
+
+
+def _check_label_count(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], count: int) -> None:
+    """Say "N labels for M outputs" when the classifier head is the only thing that does not fit."""
+    expected = model.state_dict()
+    wrong = [key for key in expected if key in state_dict and state_dict[key].shape != expected[key].shape]
+    head_only = bool(wrong) and all(
+        expected[key].shape[0] == count and state_dict[key].shape[1:] == expected[key].shape[1:]
+        for key in wrong
+    )
+    outputs = {state_dict[key].shape[0] for key in wrong}
+    if head_only and len(outputs) == 1:
+        raise ImportFailed(
+            f"the labels file has {count} labels but the weights' classifier ({', '.join(wrong)}) has "
+            f"{outputs.pop()} outputs: give one label per output, in output order"
+        )
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__
