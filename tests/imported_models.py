@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -155,3 +156,23 @@ def full_decode(data: bytes) -> Image.Image:
 def level_tolerance(manifest: Manifest, levels: float) -> torch.Tensor:
     """`levels` steps of 8-bit pixel value, in the normalised units of each channel."""
     return levels / 255 / torch.tensor(manifest.preprocessing.std)[:, None, None]
+
+
+def assert_served_input_matches(manifest: Manifest, transform: Callable[[Image.Image], torch.Tensor]) -> None:
+    """On every test photo, serving's input tensor is what the source library's `transform` makes.
+
+    Tolerances: photos decoded at full scale may differ by one step of 8-bit rounding (the
+    resize runs on uint8 tensors, not on PIL images); JPEGs that serving decodes at 1/2-1/8
+    scale come out a little softer, so for them the mean difference is bounded.
+    """
+    for photo, data in photos().items():
+        served = served_input(manifest, data)
+        reference = transform(full_decode(data))
+        assert (
+            served.shape == reference.shape == (3, manifest.preprocessing.crop, manifest.preprocessing.crop)
+        )
+        difference = (served - reference).abs()
+        if "reduced" in photo:
+            assert difference.mean() < 0.05, (photo, float(difference.mean()))
+        else:
+            assert (difference <= level_tolerance(manifest, 1.01)).all(), (photo, float(difference.max()))

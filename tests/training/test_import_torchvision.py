@@ -17,13 +17,10 @@ from lambda_src.artifact import Manifest
 from model_training.cli import main
 from model_training.importing import file_sha256, import_pretrained
 from tests.imported_models import (
-    full_decode,
-    level_tolerance,
-    photos,
+    assert_served_input_matches,
     random_state_dict,
     save_hash_named,
     serve_weights_from,
-    served_input,
     use_torch_home,
 )
 
@@ -189,14 +186,4 @@ def test_the_served_input_is_what_the_weights_own_transforms_make(
     manifest = import_pretrained(f"torchvision:{name}", progress=False).manifest
     assert manifest.preprocessing.interpolation == weights.transforms().interpolation.value
 
-    for photo, data in photos().items():
-        served = served_input(manifest, data)
-        reference = weights.transforms()(full_decode(data))
-        assert served.shape == reference.shape == (3, 224, 224)
-        difference = (served - reference).abs()
-        if "reduced" in photo:
-            # Decoded at 1/2-1/8 scale, then resized: a little softer than a full decode.
-            assert difference.mean() < 0.05, photo
-        else:
-            # Full-scale decodes: at most one step of 8-bit rounding apart.
-            assert (difference <= level_tolerance(manifest, 1.01)).all(), photo
+    assert_served_input_matches(manifest, weights.transforms())
