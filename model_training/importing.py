@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import pickle
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,6 +38,8 @@ from model_training.training import UNPUBLISHED_VERSION, serialise
 TORCHVISION_PREFIX = "torchvision:"
 CHECKPOINT_KEYS = ("state_dict", "model", "net")  # where checkpoints keep the state dict
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DataParallel/DDP, torch.compile
+# How torch.load(weights_only=True) names the Python object it will not unpickle.
+_REFUSED_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
 # torchvision builds these with transform_input=True when given weights: the network turns
 # ImageNet-normalised input into (x - 0.5) / 0.5. Normalising with 0.5 directly is the same.
 _TRANSFORM_INPUT_ARCHITECTURES = {"googlenet": ("aux1.", "aux2."), "inception_v3": ("AuxLogits.",)}
@@ -337,16 +340,18 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
 def _torch_load(path: Path) -> Any:
     try:
         return torch.load(path, weights_only=True, map_location="cpu")
-    except pickle.UnpicklingError as error:
-        raise ImportFailed(
-            f"{path}: torch.load(weights_only=True) refuses it ({_first_line(error)}). It holds Python "
-            "objects besides tensors, such as a whole model saved with torch.save(model). Load it where "
-            "its code is and save the state dict alone: torch.save(model.state_dict(), 'weights.pt')"
-        ) from None
     except OSError:
         raise
     except Exception as error:  # torch raises many types for files that are not checkpoints
-        raise ImportFailed(f"{path} is not a PyTorch checkpoint: {_first_line(error)}") from None
+        refused = _REFUSED_GLOBAL.search(str(error)) if isinstance(error, pickle.UnpicklingError) else None
+        if refused is None:
+            raise ImportFailed(f"{path} is not a PyTorch checkpoint: {_first_line(error)}") from None
+        raise ImportFailed(
+            f"{path}: torch.load(weights_only=True) refuses it: it holds {refused.group(1)}, which is "
+            "neither a tensor nor a plain container (a whole model saved with torch.save(model) looks like "
+            "this). Load it where its code is and save the state dict alone: "
+            "torch.save(model.state_dict(), 'weights.pt')"
+        ) from None
 
 
 def find_state_dict(loaded: Any, path: Path) -> Mapping[str, torch.Tensor]:
