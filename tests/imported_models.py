@@ -33,6 +33,7 @@ MAX_PIXELS = 40_000_000
 # A real 512x600 photograph that ships with matplotlib.
 GRACE_HOPPER = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
 HUB_COMMIT = "0123456789abcdef0123456789abcdef01234567"
+Transform = Callable[[Image.Image], torch.Tensor]
 
 
 def random_state_dict(architecture: str, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -158,7 +159,7 @@ def level_tolerance(manifest: Manifest, levels: float) -> torch.Tensor:
     return levels / 255 / torch.tensor(manifest.preprocessing.std)[:, None, None]
 
 
-def assert_served_input_matches(manifest: Manifest, transform: Callable[[Image.Image], torch.Tensor]) -> None:
+def assert_served_input_matches(manifest: Manifest, transform: Transform) -> None:
     """On every test photo, serving's input tensor is what the source library's `transform` makes.
 
     Tolerances: photos decoded at full scale may differ by one step of 8-bit rounding (the
@@ -176,3 +177,37 @@ def assert_served_input_matches(manifest: Manifest, transform: Callable[[Image.I
             assert difference.mean() < 0.05, (photo, float(difference.mean()))
         else:
             assert (difference <= level_tolerance(manifest, 1.01)).all(), (photo, float(difference.max()))
+
+
+def picture_classes() -> dict[str, int]:
+    """Which class each test photo shows: the Grace Hopper photos one, the landscape another."""
+    return {photo: 1 if photo.startswith("hopper") else 2 for photo in photos()}
+
+
+def fit_head(
+    model: torch.nn.Module, transform: Callable[[Image.Image], torch.Tensor], scale: float = 5.0
+) -> None:
+    """Set the last Linear layer so each test photo's class wins by a clear margin, as in a trained model.
+
+    Random weights rank classes almost by chance, and tiny input differences could flip their
+    top-1; a nearest-prototype head on the (random) backbone's features makes the top-1 as
+    stable as a trained network's, so "same top-1" is a meaningful check.
+    """
+    head = [module for module in model.modules() if isinstance(module, torch.nn.Linear)][-1]
+    captured: list[torch.Tensor] = []
+    hook = head.register_forward_hook(lambda _module, inputs, _output: captured.append(inputs[0]))
+    references = {"hopper-full.png": 1, "landscape-12mp-reduced.jpg": 2}
+    model.eval()
+    with torch.inference_mode():
+        model(torch.stack([transform(full_decode(photos()[name])) for name in references]))
+    hook.remove()
+    features = captured[0].clone()
+    mean = features.mean(dim=0)
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.zero_()
+        for feature, label in zip(features, references.values(), strict=True):
+            # The logit is `scale` at the photo's own features, -`scale` at the other photo's.
+            direction = (feature - mean) / (feature - mean).norm() ** 2
+            head.weight[label] = scale * direction
+            head.bias[label] = -scale * float(mean @ direction)
