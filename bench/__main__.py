@@ -45,7 +45,8 @@ from lambda_src.contract import ENV_MODEL_NAME, ENV_MODEL_STORE, ENV_MODEL_VERSI
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
-MODELS = ("resnet18", "mobilenet_v3_small", "efficientnet_b0")
+# resnet50 and a timm model are what `model_training import` brings most often.
+MODELS = ("resnet18", "mobilenet_v3_small", "efficientnet_b0", "resnet50", "timm:resnet18.a1_in1k")
 BUCKET = "bench-models"
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 WARM_TARGET = 1.0  # warm p50 vs the in-process floor, every model, raw and JSON bodies

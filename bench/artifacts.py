@@ -40,7 +40,8 @@ class PublishedModel:
 
 
 def model_name_for(architecture: str) -> str:
-    return f"bench-{architecture.replace('_', '-')}"
+    """bench-resnet18, bench-timm-resnet18.a1-in1k: a valid model name for any architecture."""
+    return f"bench-{architecture.replace('_', '-').replace(':', '-')}"
 
 
 def random_artifact(architecture: str) -> tuple[Manifest, bytes]:
