@@ -10,6 +10,7 @@ nothing behind. Files are only ever loaded with `weights_only=True`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import math
@@ -106,13 +107,7 @@ def import_torchvision(name: str, model_name: str | None, progress: bool) -> Imp
     aux_prefixes = _TRANSFORM_INPUT_ARCHITECTURES.get(architecture)
     if aux_prefixes:  # auxiliary heads only help training; serving builds the model without them
         state_dict = {key: value for key, value in state_dict.items() if not key.startswith(aux_prefixes)}
-        preprocessing = Preprocessing(
-            resize=preprocessing.resize,
-            crop=preprocessing.crop,
-            mean=(0.5, 0.5, 0.5),
-            std=(0.5, 0.5, 0.5),
-            interpolation=preprocessing.interpolation,
-        )
+        preprocessing = dataclasses.replace(preprocessing, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
     provenance = Provenance(kind="torchvision", name=full_name, url=weights.url, sha256=file_sha256)
     return _imported(
         architecture,

@@ -14,10 +14,13 @@ import torch
 import torchvision
 
 from lambda_src.artifact import Manifest
+from lambda_src.preprocessing import eval_transform
 from model_training.cli import main
 from model_training.importing import file_sha256, import_pretrained
 from tests.imported_models import (
     assert_served_input_matches,
+    full_decode,
+    photos,
     random_state_dict,
     save_hash_named,
     serve_weights_from,
@@ -187,3 +190,32 @@ def test_the_served_input_is_what_the_weights_own_transforms_make(
     assert manifest.preprocessing.interpolation == weights.transforms().interpolation.value
 
     assert_served_input_matches(manifest, weights.transforms())
+
+
+def test_googlenet_serves_what_torchvision_builds_with_transform_input(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Given googlenet's pretrained weights: torchvision builds it with auxiliary heads and
+    # transform_input=True, which re-normalises ImageNet-normalised input to (x - 0.5) / 0.5
+    weights = torchvision.models.GoogLeNet_Weights.IMAGENET1K_V1
+    torch.manual_seed(0)
+    original = torchvision.models.googlenet(
+        weights=None, aux_logits=True, transform_input=True, init_weights=True
+    )
+    use_torch_home(monkeypatch, tmp_path / "torch")
+    serve_weights_from(
+        monkeypatch, weights, save_hash_named(original.state_dict(), tmp_path / "source", "googlenet")
+    )
+
+    # When it is imported
+    imported = import_pretrained("torchvision:googlenet.IMAGENET1K_V1", progress=False)
+
+    # Then the served model (no auxiliary heads) on the served input gives torchvision's outputs
+    pre = imported.manifest.preprocessing
+    assert (pre.mean, pre.std) == ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    reference_model = torchvision.models.get_model("googlenet", weights=weights).eval()
+    picture = full_decode(photos()["hopper-full.png"])
+    with torch.inference_mode():
+        served = imported.model(eval_transform(pre)(picture).unsqueeze(0))
+        expected = reference_model(weights.transforms()(picture).unsqueeze(0))
+    assert torch.allclose(served, expected, atol=1e-4)
