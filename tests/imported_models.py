@@ -26,8 +26,7 @@ import torchvision
 from PIL import Image, ImageFilter
 
 from lambda_src.artifact import Manifest
-from lambda_src.images import decode_image
-from lambda_src.preprocessing import eval_transform
+from lambda_src.classifier import ModelInput
 
 MAX_PIXELS = 40_000_000
 # A real 512x600 photograph that ships with matplotlib.
@@ -143,9 +142,8 @@ def photos() -> dict[str, bytes]:
 
 
 def served_input(manifest: Manifest, data: bytes) -> torch.Tensor:
-    """The input tensor serving makes of `data` for the model `manifest` describes."""
-    image = decode_image(data, max_pixels=MAX_PIXELS, min_side=manifest.preprocessing.resize)
-    return eval_transform(manifest.preprocessing)(image)
+    """The input tensor serving makes of `data` for the model `manifest` describes (its input verb)."""
+    return ModelInput(manifest.preprocessing, max_pixels=MAX_PIXELS)(data)
 
 
 def full_decode(data: bytes) -> Image.Image:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -138,9 +139,10 @@ def test_serving_resizes_with_the_manifests_interpolation(
     )
     service, _, _ = make_service("colours-bicubic")
     assert service.load()
-    image: Image.Image = coloured_image("blue", size=(90, 70), seed=3)
+    png = encode(coloured_image("blue", size=(90, 70), seed=3), "PNG")
+    image = Image.open(io.BytesIO(png)).convert("RGB")
 
-    served = service._predictor.preprocess(image)  # type: ignore[union-attr]
+    served = service.holder.get().input(png)
 
     assert torch.equal(served, eval_transform(bicubic)(image))
     bilinear = eval_transform(Preprocessing(resize=40, crop=32))(image)
