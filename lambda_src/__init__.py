@@ -24,4 +24,5 @@ reverse. This package never imports aws_cdk.
     cpus, timing     how many CPUs torch may use; phase durations
     contract         environment names, metric names, media types, limits, routes, auth modes
     artifact, architectures, errors: the model artifact contract shared with training
+    timm_support     `timm:NAME` architectures; timm is imported only when one is built
 """
