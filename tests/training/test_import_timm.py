@@ -6,6 +6,7 @@ kept offline: timm's real loading code reads them from there.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ import torch
 
 from lambda_src.artifact import Manifest
 from model_training.cli import main
-from model_training.importing import file_sha256, import_pretrained
+from model_training.importing import ImportFailed, file_sha256, import_pretrained, timm_preprocessing
 from tests.imported_models import (
     assert_served_input_matches,
     fill_hub_cache,
@@ -122,3 +123,17 @@ def test_the_served_input_is_what_timms_own_transform_makes(offline_hub: Path) -
     transform = timm.data.create_transform(**timm.data.resolve_data_config({}, model=model))
 
     assert_served_input_matches(manifest, transform)
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"crop_mode": "squash"}, "crop_mode 'squash'; serving reproduces 'center' only"),
+        ({"input_size": (3, 224, 448)}, "takes 224x448 inputs; serving crops square images only"),
+    ],
+)
+def test_data_configs_serving_cannot_reproduce_are_refused(change: dict[str, object], words: str) -> None:
+    config = {**timm.data.resolve_model_data_config(timm.create_model(NAME, pretrained=False)), **change}
+
+    with pytest.raises(ImportFailed, match=re.escape(words)):
+        timm_preprocessing(config, NAME)
