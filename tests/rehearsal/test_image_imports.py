@@ -18,12 +18,24 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from lambda_src.architectures import build_model
 from model_training.publishing import publish
 from tests.image_build import image_pins
-from tests.runtime.support import api_gateway_event, b64, coloured_image, encode, json_event
+from tests.runtime.support import (
+    LABELS,
+    api_gateway_event,
+    b64,
+    coloured_image,
+    encode,
+    json_event,
+    make_manifest,
+    state_dict_bytes,
+)
+from tests.runtime.support import publish as publish_objects
 
 # What public.ecr.aws/lambda/python brings besides the standard library.
 BASE_IMAGE_PACKAGES = ("boto3", "awslambdaric")
+TIMM_ARCHITECTURE = "timm:mobilenetv3_small_050.lamb_in1k"
 
 # Runs in the task root, without the site module, so only the standard library and what
 # PYTHONPATH names (the image's packages) can be imported: the handler starts and answers the
@@ -70,6 +82,29 @@ def image_site_packages(folder: Path) -> Path:
     return folder
 
 
+def run_handler_in_image(
+    task_root: Path, site_packages: Path, store: Path, model_name: str, events: list[dict]
+) -> subprocess.CompletedProcess[str]:
+    """The handler started in the task root with only the image's packages, answering `events`."""
+    environment = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(site_packages),
+        "MODEL_STORE": str(store),
+        "MODEL_NAME": model_name,
+        "TORCH_NUM_THREADS": "1",
+    }
+    return subprocess.run(
+        [sys.executable, "-S", "-c", REQUESTS],
+        input=json.dumps(events),
+        capture_output=True,
+        text=True,
+        cwd=task_root,
+        env=environment,
+        timeout=120,
+        check=False,
+    )
+
+
 @pytest.mark.slow
 def test_the_handler_imports_only_what_the_image_provides(
     task_root: Path, training_output: Path, shared_dir: Path
@@ -85,29 +120,37 @@ def test_the_handler_imports_only_what_the_image_provides(
         api_gateway_event("POST", "/predict", body=image, content_type="image/jpeg"),
     ]
     # When the handler starts there and answers requests, with nothing else importable
-    environment = {
-        "PATH": "/usr/bin:/bin",
-        "PYTHONPATH": str(site_packages),
-        "MODEL_STORE": str(store),
-        "MODEL_NAME": "colours",
-        "TORCH_NUM_THREADS": "1",
-    }
-    finished = subprocess.run(
-        [sys.executable, "-S", "-c", REQUESTS],
-        input=json.dumps(events),
-        capture_output=True,
-        text=True,
-        cwd=task_root,
-        env=environment,
-        timeout=120,
-        check=False,
-    )
+    finished = run_handler_in_image(task_root, site_packages, store, "colours", events)
     # Then it started and answered (a module the image lacks would be an init error)
     assert finished.returncode == 0, finished.stderr[-3000:]
     imported = set(json.loads(finished.stdout.splitlines()[-1]))
     assert {"torch", "torchvision", "PIL", "aws_lambda_powertools", "lambda_src"} <= imported
     # and the check could see a stray: development packages were out of reach
     assert not (site_packages / "pytest").exists() and not (site_packages / "moto").exists()
+
+
+@pytest.mark.slow
+def test_a_timm_model_is_served_with_only_what_the_image_provides(task_root: Path, shared_dir: Path) -> None:
+    # Given the image's packages and a published timm model
+    site_packages = image_site_packages(shared_dir / "timm-image-site-packages")
+    store = shared_dir / "timm-store"
+    weights = state_dict_bytes(build_model(TIMM_ARCHITECTURE, len(LABELS)))
+    manifest = make_manifest("timm-colours", "v1", weights, architecture=TIMM_ARCHITECTURE)
+
+    def write(key: str, data: bytes) -> None:
+        (store / key).parent.mkdir(parents=True, exist_ok=True)
+        (store / key).write_bytes(data)
+
+    publish_objects(
+        write, prefix="", model_name="timm-colours", version="v1", weights=weights, manifest=manifest
+    )
+    image = encode(coloured_image("red", seed=3), "JPEG")
+    events = [api_gateway_event("POST", "/predict", body=image, content_type="image/jpeg")]
+    # When the handler serves it there
+    finished = run_handler_in_image(task_root, site_packages, store, "timm-colours", events)
+    # Then timm and everything it imports came from the image
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert {"timm", "torch", "lambda_src"} <= set(json.loads(finished.stdout.splitlines()[-1]))
 
 
 BATCH_JOB = """
