@@ -234,7 +234,7 @@ class CapturedTelemetry(Telemetry):
         super().__init__(service=f"test-{uuid.uuid4().hex[:8]}", stream=self.buffer)
 
     def lines(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.buffer.getvalue().splitlines() if line.strip()]
+        return [json.loads(line) for line in self.buffer.getvalue().split("\n") if line.strip()]
 
     def logs(self, message: str | None = None) -> list[dict[str, Any]]:
         return [
