@@ -88,8 +88,9 @@ class _DynamoStandIns(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         for name, module in self.modules.items():
             if sys.modules.get(name) is module:
                 del sys.modules[name]
+        stand_in = self.modules.get(PACKAGE)
         torch = sys.modules.get("torch")
-        if torch is not None and torch.__dict__.get("_dynamo") is self.modules.get(PACKAGE):
+        if stand_in is not None and torch is not None and torch.__dict__.get("_dynamo") is stand_in:
             del torch._dynamo  # torch's module __getattr__ imports the real one on first use
 
     def _real_attribute(self, module_name: str) -> Callable[[str], Any]:

@@ -107,3 +107,27 @@ def test_a_later_import_gets_the_real_torch_dynamo_and_the_stand_ins_act_like_it
 @pytest.mark.slow
 def test_asking_the_stand_ins_for_more_falls_back_to_the_real_torch_dynamo() -> None:
     assert run_fresh(MORE_THAN_THE_STAND_INS_HAVE) == "real dynamo on demand"
+
+
+# A timm model: serving imports timm only to build one, and without the compiler too.
+TIMM_WITHOUT_DYNAMO = """
+import sys
+import torch
+from lambda_src.lean_imports import without_dynamo
+with without_dynamo():
+    import lambda_src.service
+from lambda_src.architectures import build_model
+from lambda_src.loader import optimise_for_inference
+network = optimise_for_inference(build_model("timm:resnet18.a1_in1k", 3).eval())
+with torch.inference_mode():
+    scores = network(torch.zeros(1, 3, 64, 64))
+assert scores.shape == (1, 3) and "timm" in sys.modules
+print(sorted(name for name in sys.modules if name.startswith("torch._dynamo")))
+"""
+
+
+@pytest.mark.slow
+def test_a_timm_model_is_built_and_run_without_torch_dynamo() -> None:
+    # A failure here means timm now asks torch._dynamo for more than the stand-ins have:
+    # timm models then start as slowly as without lean_imports (about 1.2 s more).
+    assert run_fresh(TIMM_WITHOUT_DYNAMO) == "[]"
