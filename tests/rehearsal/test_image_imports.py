@@ -20,7 +20,7 @@ from packaging.utils import canonicalize_name
 
 from lambda_src.architectures import build_model
 from model_training.publishing import publish
-from tests.image_build import image_pins
+from rehearsal.image_build import image_pins
 from tests.runtime.support import (
     LABELS,
     api_gateway_event,

@@ -1,8 +1,8 @@
 """The container image as the builder would make it, read from lambda_src/Dockerfile and .dockerignore.
 
-There is no Docker engine here: the tests read the Dockerfile's instructions in order and by
-build stage, resolve COPY sources against the build context (lambda_src/) after .dockerignore
-filtering, and list the packages its `pip install`s put into the image.
+There is no Docker engine here: this module reads the Dockerfile's instructions in order and by
+build stage, resolves COPY sources against the build context (lambda_src/) after .dockerignore
+filtering, and lists the packages its `pip install`s put into the image.
 """
 
 from __future__ import annotations
