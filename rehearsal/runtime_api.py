@@ -59,6 +59,7 @@ class RuntimeApi(ThreadingHTTPServer):
         self.pending: queue.Queue[Invocation] = queue.Queue()
         self.in_flight: dict[str, Invocation] = {}
         self.ready = threading.Event()  # the runtime asked for its first event: init is over
+        self.ready_at: float | None = None  # when it asked (time.monotonic)
         self.init_error: dict[str, Any] | None = None
         self.init_error_type: str | None = None
         self.closing = threading.Event()
@@ -90,7 +91,7 @@ class RuntimeApi(ThreadingHTTPServer):
             if time.monotonic() > deadline:
                 raise LimitExceeded(f"init did not finish within Lambda's {INIT_LIMIT_S:g} s")
             time.sleep(0.02)
-        return time.monotonic() - started
+        return (self.ready_at or time.monotonic()) - started
 
     def invoke(self, event: dict[str, Any]) -> Invocation:
         """Hand `event` to the runtime and wait for its answer, at most the function's timeout."""
@@ -109,7 +110,9 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path != f"{PREFIX}/invocation/next":
             self._reply(404, {"errorMessage": f"unknown path {self.path}"})
             return
-        self.server.ready.set()
+        if not self.server.ready.is_set():
+            self.server.ready_at = time.monotonic()
+            self.server.ready.set()
         invocation = self._next_invocation()
         if invocation is None:
             return  # the emulator is closing: leave the runtime waiting, as a frozen environment would
