@@ -5,7 +5,8 @@ threads, the reload-per-request peer pattern (one child process), the batch work
 images per second at 1 and 2 threads (another child), then cold starts of
 a serving process (local store, and S3: moto behind a proxy with a network's latency)
 against a bare script and the floor (a fresh `import torch`, plus building, loading and
-running the model once in process), interleaved. Results go to results.json and
+running the model once in process), interleaved, and init under AWS's runtime interface
+client as the image runs it (bench.runtime_client). Results go to results.json and
 latency.png; the tables are printed.
 """
 
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -38,6 +40,7 @@ from bench.artifacts import S3_PREFIX, VERSION, PublishedModel, large_photo_jpeg
 from bench.child import DEFAULT_HANDLER
 from bench.latency_proxy import LatencyProxy, Link
 from bench.report import markdown_report
+from bench.runtime_client import measure_runtime_client
 from bench.sizing import PRICE_PER_GB_SECOND_USD, PRICE_PER_MILLION_REQUESTS_USD, PRICES_AS_OF, sizing_guide
 from bench.stats import summarise_s
 from lambda_src.artifact import LATEST
@@ -154,11 +157,9 @@ def moto_s3():
         server.stop()
 
 
-def child_env(model_store: str, model_name: str, s3_endpoint: str) -> dict[str, str]:
-    """The serving process's environment: the model location as the stack sets it, S3 pointed at moto."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
-    env |= DUMMY_CREDENTIALS
-    env |= {
+def function_env(model_store: str, model_name: str, s3_endpoint: str) -> dict[str, str]:
+    """The function's own settings: the model location as the stack sets it, S3 pointed at moto."""
+    return {
         "AWS_ENDPOINT_URL_S3": s3_endpoint,
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_REGION": "us-east-1",
@@ -166,8 +167,15 @@ def child_env(model_store: str, model_name: str, s3_endpoint: str) -> dict[str, 
         ENV_MODEL_STORE: model_store,
         ENV_MODEL_NAME: model_name,
         ENV_MODEL_VERSION: LATEST,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
     }
+
+
+def child_env(model_store: str, model_name: str, s3_endpoint: str) -> dict[str, str]:
+    """A measuring child's environment: this one's without AWS settings, dummy credentials, the function's."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    env |= DUMMY_CREDENTIALS
+    env |= function_env(model_store, model_name, s3_endpoint)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
     return env
 
 
@@ -207,9 +215,11 @@ class Bench:
         self.photo_path.write_bytes(photo_jpeg())
         self.large_photo_path.write_bytes(large_photo_jpeg())
 
+    def store_uri(self, store: str) -> str:
+        return str(self.local_store) if store == "local" else f"s3://{BUCKET}/{S3_PREFIX}"
+
     def env(self, model: PublishedModel, store: str) -> dict[str, str]:
-        uri = str(self.local_store) if store == "local" else f"s3://{BUCKET}/{S3_PREFIX}"
-        return child_env(uri, model.model_name, self.s3_endpoint)
+        return child_env(self.store_uri(store), model.model_name, self.s3_endpoint)
 
     def warm(self, model: PublishedModel) -> dict[str, Any]:
         settings_path = self.workdir / "warm-settings.json"
@@ -305,6 +315,16 @@ class Bench:
         summary["floor"] = floor(runs["import_torch"], runs["floor_bare"])
         return summary
 
+    def runtime_client(self, model: PublishedModel) -> dict[str, Any]:
+        """Init and first response under AWS's runtime interface client, from each store."""
+        environments = {
+            store: function_env(self.store_uri(store), model.model_name, self.s3_endpoint)
+            for store in ("local", "s3")
+        }
+        return measure_runtime_client(
+            self.workdir, environments, self.photo_path.read_bytes(), self.settings.cold_repeats
+        )
+
 
 def floor(import_runs: list[dict], bare_runs: list[dict]) -> dict[str, float]:
     """The least a cold start can take: a fresh `import torch`, then build, load and forward in process."""
@@ -383,6 +403,21 @@ def prime_page_cache(bench: Bench, model: PublishedModel) -> None:
     bench.cold_bare(model)
 
 
+@contextmanager
+def published_models(settings: Settings) -> Iterator[tuple[Bench, dict[str, PublishedModel]]]:
+    """A Bench whose stores (a local folder; moto behind the latency proxy) hold every model, by name."""
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-") as tmp,
+        moto_s3() as (s3, moto_address),
+        LatencyProxy(moto_address, S3_LINK) as s3_with_latency,
+    ):
+        # Run as root, the runtime client runs as `nobody` (as the image does): it must read the store.
+        Path(tmp).chmod(0o755)
+        s3.create_bucket(Bucket=BUCKET)  # publishing goes straight to moto; serving through the proxy
+        bench = Bench(settings, Path(tmp), s3_with_latency.endpoint)
+        yield bench, {name: publish(name, bench.local_store, s3, BUCKET) for name in settings.models}
+
+
 def run(settings: Settings) -> dict[str, Any]:
     results: dict[str, Any] = {
         "command": "python -m bench" + (" --quick" if settings.iterations == QUICK.iterations else ""),
@@ -397,14 +432,7 @@ def run(settings: Settings) -> dict[str, Any]:
         "models": {},
     }
     started = time.perf_counter()
-    with (
-        tempfile.TemporaryDirectory(prefix="bench-") as tmp,
-        moto_s3() as (s3, moto_address),
-        LatencyProxy(moto_address, S3_LINK) as s3_with_latency,
-    ):
-        s3.create_bucket(Bucket=BUCKET)  # publishing goes straight to moto; serving through the proxy
-        bench = Bench(settings, Path(tmp), s3_with_latency.endpoint)
-        published = {name: publish(name, bench.local_store, s3, BUCKET) for name in settings.models}
+    with published_models(settings) as (bench, published):
         prime_page_cache(bench, published[settings.models[0]])
         for name, model in published.items():
             print(f"[bench] {name}: warm latency, throughput, reload per request", flush=True)
@@ -413,11 +441,17 @@ def run(settings: Settings) -> dict[str, Any]:
             batch_worker = bench.batch_worker(model)
             print(f"[bench] {name}: cold starts x{settings.cold_repeats}", flush=True)
             cold = bench.cold(model)
+            print(
+                f"[bench] {name}: init under the runtime interface client x{settings.cold_repeats}",
+                flush=True,
+            )
+            runtime_client = bench.runtime_client(model)
             results["models"][name] = {
                 "weights_mb": round(model.weights_size_bytes / 2**20, 1),
                 "warm": warm,
                 "batch_worker": batch_worker,
                 "cold_start_s": cold,
+                "runtime_client_init": runtime_client,
                 "ratios": ratios(warm, cold),
                 "sizing": sizing(warm, cold["handler_s3"]["peak_rss_mb"]),
             }

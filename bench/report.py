@@ -111,6 +111,55 @@ def phases_table(models: dict[str, Any]) -> str:
     return table(["model", "store", "process, ms", "init as the handler logged it, ms"], rows)
 
 
+def runtime_client_table(models: dict[str, Any]) -> str:
+    """Init and first response under awslambdaric, next to the in-process cold start (spawn to first 200)."""
+    rows = []
+    for name, result in models.items():
+        measured = result.get("runtime_client_init")  # absent before the bench measured it
+        if measured is None:
+            continue
+        for store in ("local", "s3"):
+            init_s = measured[store]["init_s"]["median"]
+            response_s = measured[store]["first_response_s"]["median"]
+            in_process = result.get("cold_start_s", {}).get(f"handler_{store}")
+            rows.append(
+                [
+                    name,
+                    store,
+                    f"{init_s:.2f}",
+                    f"{response_s * 1000:.0f}",
+                    f"{init_s + response_s:.2f}",
+                    f"{in_process['median']:.2f}" if in_process else "-",
+                ]
+            )
+    return table(
+        [
+            "model",
+            "store",
+            "init s (spawn to first `next`)",
+            "first response ms",
+            "init + first response s",
+            "in-process cold start s (spawn to first 200)",
+        ],
+        rows,
+    )
+
+
+def runtime_client_section(models: dict[str, Any], repeats: int) -> list[str]:
+    """The runtime client's table under its heading, or nothing for results that lack it."""
+    measured = [
+        result["runtime_client_init"] for result in models.values() if "runtime_client_init" in result
+    ]
+    if not measured:
+        return []
+    runs_as = measured[0]["runs_as"]
+    heading = (
+        f"**Init under the runtime interface client** (median of {repeats}; `{measured[0]['command']}`"
+        f" in the image's task root, as {runs_as['user']} with {runs_as['python']})"
+    )
+    return [f"{heading}\n\n{runtime_client_table(models)}"]
+
+
 def throughput_table(models: dict[str, Any], batch_size: int) -> str:
     rows = []
     for name, result in models.items():
@@ -197,6 +246,7 @@ def markdown_report(results: dict[str, Any]) -> str:
             f"**Cold start to the first response, s** (median of {settings['cold_repeats']})\n\n"
             + cold_table(models),
             "**Cold start phases**\n\n" + phases_table(models),
+            *runtime_client_section(models, settings["cold_repeats"]),
             "**Throughput, images/s**\n\n" + throughput_table(models, settings["batch_size"]),
             *(
                 [
