@@ -2,7 +2,7 @@
 
     python -m bench.runtime_client [--models MODEL ...] [--repeats N]
 
-Each run starts a new execution environment the way the rehearsal tier does (`rehearsal`):
+Each run starts a new execution environment the way the rehearsal tier does (`lambda_rehearsal`):
 the image's read-only task root, `python -m awslambdaric lambda_src.handler.lambda_handler`
 with Lambda's reserved variables, against the Runtime API emulator. Init is the time from
 spawning that process to the emulator seeing its first `/runtime/invocation/next`; then one
@@ -26,7 +26,7 @@ from bench.child import BenchFailure
 from bench.events import raw_image_event
 from bench.report import runtime_client_table
 from bench.stats import summarise_s
-from rehearsal.function import (
+from lambda_rehearsal.function import (
     HANDLER,
     UNPRIVILEGED_USER,
     Function,

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import torch
 
+from lambda_rehearsal.function import HANDLER, Function, build_task_root, make_writable
 from lambda_src.contract import ENV_MODEL_STORE
-from rehearsal.function import HANDLER, Function, build_task_root, make_writable
 from tests.infrastructure.conftest import Synthesized
 from tests.infrastructure.test_inference_function import function_properties
 from tests.runtime.support import make_manifest, state_dict_bytes, train_tiny_model

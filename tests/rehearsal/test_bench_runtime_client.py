@@ -6,9 +6,9 @@ import pytest
 
 from bench.child import BenchFailure
 from bench.runtime_client import measure_runtime_client
+from lambda_rehearsal.runtime_api import INIT_LIMIT_S
 from lambda_src.contract import ENV_MODEL_NAME, ENV_MODEL_STORE
 from model_training.publishing import publish
-from rehearsal.runtime_api import INIT_LIMIT_S
 from tests.rehearsal.conftest import MODEL_NAME
 from tests.runtime.support import coloured_image, encode
 

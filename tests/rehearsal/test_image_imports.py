@@ -18,9 +18,9 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from lambda_rehearsal.image_build import image_pins
 from lambda_src.architectures import build_model
 from model_training.publishing import publish
-from rehearsal.image_build import image_pins
 from tests.runtime.support import (
     LABELS,
     api_gateway_event,

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
+from lambda_rehearsal.function import HANDLER
 from lambda_src.contract import ENV_MODEL_NAME
 from lambda_src.model_store import STORE_CALL_BOUND_S
 from model_training.publishing import publish
-from rehearsal.function import HANDLER
 from tests.rehearsal.conftest import FunctionConfig, StartFunction
 from tests.runtime.support import api_gateway_event, b64, coloured_image, encode, json_event
 

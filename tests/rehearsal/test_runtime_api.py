@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from lambda_rehearsal.runtime_api import INIT_LIMIT_S, PREFIX, Invocation, LimitExceeded, RuntimeApi
 from lambda_src.contract import LAMBDA_MAX_PAYLOAD_BYTES
-from rehearsal.runtime_api import INIT_LIMIT_S, PREFIX, Invocation, LimitExceeded, RuntimeApi
 
 
 def call(api: RuntimeApi, method: str, path: str, body: bytes | None = None) -> http.client.HTTPResponse:

@@ -1,7 +1,7 @@
 """The container image definition: lean, complete, and pointing at the real handler.
 
 There is no Docker engine here, so these tests read the Dockerfile and .dockerignore
-the way the builder would (rehearsal/image_build.py).
+the way the builder would (lambda_rehearsal/image_build.py).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from rehearsal.image_build import (
+from lambda_rehearsal.image_build import (
     CONTEXT,
     REPO_ROOT,
     build_stages,

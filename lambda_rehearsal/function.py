@@ -1,6 +1,6 @@
 """The function as the image runs it: a read-only task root and `python -m awslambdaric HANDLER`.
 
-The task root holds exactly what the Dockerfile copies (rehearsal/image_build.py), byte-compiled
+The task root holds exactly what the Dockerfile copies (lambda_rehearsal/image_build.py), byte-compiled
 as the image's build step does, then made read-only. The runtime client runs with the task
 root as its working directory, Lambda's reserved variables and the function's environment
 from the synthesized template; as root, it runs as `nobody`, with a private folder standing
@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rehearsal.image_build import copied_files
-from rehearsal.runtime_api import RuntimeApi
+from lambda_rehearsal.image_build import copied_files
+from lambda_rehearsal.runtime_api import RuntimeApi
 
 HANDLER = "lambda_src.handler.lambda_handler"  # the Dockerfile's CMD (checked in tests/runtime)
 UNPRIVILEGED_USER = "nobody"  # the image runs as a non-root user; so does the rehearsal, when it can
