@@ -18,12 +18,19 @@ from .support import Publication
 
 
 def counting_store(bucket: ModelBucket) -> tuple[S3ModelStore, list[str]]:
-    """A real S3 store on the moto bucket, and the keys of every GetObject it sends."""
+    """A real S3 store on the moto bucket, and the key of every object read it starts.
+
+    An object read is a GetObject for the whole object or for its first part (the weights come
+    in parts: the rest are of the same read).
+    """
     client = boto3.client("s3", region_name="eu-west-1")
     keys: list[str] = []
-    client.meta.events.register(
-        "before-parameter-build.s3.GetObject", lambda params, **_: keys.append(params["Key"])
-    )
+
+    def count_reads(params: dict[str, str], **_: object) -> None:
+        if params.get("Range", "bytes=0-").startswith("bytes=0-"):
+            keys.append(params["Key"])
+
+    client.meta.events.register("before-parameter-build.s3.GetObject", count_reads)
     return S3ModelStore(bucket.name, bucket.prefix, client=client), keys
 
 
