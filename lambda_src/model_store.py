@@ -43,20 +43,22 @@ STORE_CALL_BOUND_S = S3_MAX_ATTEMPTS * (S3_CONNECT_TIMEOUT_S + S3_READ_TIMEOUT_S
 # parallel (AWS's guidance for throughput: 8-16 MB parts). The first part's answer gives the size.
 PART_BYTES = 8 * 1024 * 1024
 PARTS_IN_FLIGHT = 8
-# A ranged read makes its calls in two steps, the first part, then the rest concurrently (a
-# failed part cancels those not started), so a store that stops answering costs it at most 14 s.
-RANGED_READ_BOUND_S = 2 * STORE_CALL_BOUND_S
+# A ranged read makes its calls in two steps: the first part (a call like any other), then the
+# rest concurrently with one attempt each (a failed part fails the read, and cancels the parts
+# not started), so a store that answers the first part and then stops costs at most 10 s.
+PART_MAX_ATTEMPTS = 1
+RANGED_READ_BOUND_S = STORE_CALL_BOUND_S + PART_MAX_ATTEMPTS * (S3_CONNECT_TIMEOUT_S + S3_READ_TIMEOUT_S)
 
 
-def bounded_s3_client() -> Any:
-    """The runtime's S3 client: every call gives up within STORE_CALL_BOUND_S."""
+def bounded_s3_client(*, attempts: int = S3_MAX_ATTEMPTS) -> Any:
+    """The runtime's S3 client: every call gives up within STORE_CALL_BOUND_S (with 2 attempts)."""
     import boto3  # imported on first use: local stores never pay for it
     from botocore.config import Config
 
     bounded = Config(
         connect_timeout=S3_CONNECT_TIMEOUT_S,
         read_timeout=S3_READ_TIMEOUT_S,
-        retries={"mode": "standard", "total_max_attempts": S3_MAX_ATTEMPTS},
+        retries={"mode": "standard", "total_max_attempts": attempts},
     )
     return boto3.client("s3", config=bounded)
 
@@ -165,6 +167,7 @@ class S3ModelStore:
         self.prefix = prefix.strip("/")
         self.store_uri = f"s3://{bucket}/{self.prefix}".rstrip("/")
         self._client = client
+        self._part_client = client  # a client given to the store serves the parts too
 
     @property
     def client(self) -> Any:
@@ -174,6 +177,13 @@ class S3ModelStore:
 
     def _new_client(self) -> Any:
         return bounded_s3_client()
+
+    @property
+    def part_client(self) -> Any:
+        """The client for a ranged read's later parts: one attempt each (RANGED_READ_BOUND_S)."""
+        if self._part_client is None:
+            self._part_client = bounded_s3_client(attempts=PART_MAX_ATTEMPTS)
+        return self._part_client
 
     def read(self, key: str) -> bytes:
         """The object at `key`: the weights in parallel parts, anything else (small) in one GET."""
@@ -212,7 +222,7 @@ class S3ModelStore:
     def _get_part(self, key: str, etag: str, whole: memoryview, start: int) -> None:
         """Read the part at `start` into `whole`, only from the object's version tagged `etag`."""
         length = min(PART_BYTES, len(whole) - start)
-        response = self.client.get_object(
+        response = self.part_client.get_object(
             Bucket=self.bucket, Key=key, Range=_byte_range(start, length), IfMatch=etag
         )
         _read_into(response, whole, start)

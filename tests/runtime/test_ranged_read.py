@@ -28,12 +28,15 @@ def store_seeing_gets(bucket: ModelBucket, before_call: Callable[[str], None] | 
     """A store on the moto bucket, and the headers of every GetObject it sends."""
     store = S3ModelStore(bucket.name, "ranged")
     sent: list[dict[str, str]] = []
-    events = store.client.meta.events
-    events.register("before-send.s3.GetObject", lambda request, **_: sent.append(dict(request.headers)))
-    if before_call is not None:
-        events.register(
-            "before-call.s3.GetObject", lambda params, **_: before_call(params["headers"]["Range"])
-        )
+    # The first part and small objects go through the store's client, the later parts
+    # through its one-attempt part client: watch both.
+    for client in (store.client, store.part_client):
+        events = client.meta.events
+        events.register("before-send.s3.GetObject", lambda request, **_: sent.append(dict(request.headers)))
+        if before_call is not None:
+            events.register(
+                "before-call.s3.GetObject", lambda params, **_: before_call(params["headers"]["Range"])
+            )
     return store, sent
 
 
@@ -116,3 +119,13 @@ def test_weights_overwritten_mid_read_fail_instead_of_mixing_two_versions(
 def _header(headers: dict[str, Any], name: str) -> bytes:
     value = headers.get(name, b"")
     return value if isinstance(value, bytes) else value.encode()
+
+
+def test_the_later_parts_get_one_attempt_so_a_ranged_read_stays_within_its_bound() -> None:
+    # Given a store that makes its own clients (as the function's does)
+    store = S3ModelStore("bucket", "prefix")
+    # Then the first part's client retries like every store call, the parts' client does not
+    assert store.client.meta.config.retries["total_max_attempts"] == model_store.S3_MAX_ATTEMPTS
+    assert store.part_client.meta.config.retries["total_max_attempts"] == 1
+    # and the ranged read's worst case stays within Lambda's 10 s init
+    assert model_store.RANGED_READ_BOUND_S <= 10
