@@ -7,6 +7,7 @@ weights and the published state dict is loaded into it, so no pickled code is ev
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from functools import cache
 
@@ -56,6 +57,17 @@ def build_model(name: str, num_classes: int) -> torch.nn.Module:
 
 def load_weights(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], description: str) -> None:
     """Load `state_dict` into `model`, explaining any mismatch in words, not a shape traceback."""
+    check_weights_fit(model, state_dict, description)
+    model.load_state_dict(state_dict, strict=True)
+
+
+def check_weights_fit(
+    model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], description: str
+) -> None:
+    """Raise ArchitectureMismatch naming the missing, unexpected and wrong-shape tensors, if any.
+
+    Only shapes are compared, so `model` may live on the meta device.
+    """
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
@@ -73,4 +85,57 @@ def load_weights(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor],
         problems.append(f"{len(wrong_shape)} tensors of the wrong shape (first: {wrong_shape[0]})")
     if problems:
         raise ArchitectureMismatch(f"the weights do not fit {description}: " + "; ".join(problems))
-    model.load_state_dict(state_dict, strict=True)
+
+
+def build_and_load(
+    name: str, num_classes: int, state_dict: Mapping[str, torch.Tensor], description: str
+) -> torch.nn.Module:
+    """The `name` classifier holding `state_dict`, built without initialising weights it would overwrite.
+
+    The network is built on the meta device (no memory, no random init) and the state dict's
+    tensors become its parameters. A network that cannot be built there, or that keeps state
+    the state dict does not hold (non-persistent buffers), is built and loaded the ordinary way.
+    """
+    check_architecture(name)  # also imports timm, outside the meta context its module code must not see
+    try:
+        with torch.device("meta"):
+            model = build_model(name, num_classes)
+    except Exception:  # some init code needs real values (e.g. `.item()`); the ordinary path handles it
+        return _build_and_copy(name, num_classes, state_dict, description)
+    check_weights_fit(model, state_dict, description)
+    expected = model.state_dict()
+    seen: set[int] = set()
+    owned = {key: _owned(tensor, expected[key].dtype, seen) for key, tensor in state_dict.items()}
+    model.load_state_dict(owned, strict=True, assign=True)
+    if _has_meta_tensors(model):
+        return _build_and_copy(name, num_classes, state_dict, description)
+    return model
+
+
+def _build_and_copy(
+    name: str, num_classes: int, state_dict: Mapping[str, torch.Tensor], description: str
+) -> torch.nn.Module:
+    model = build_model(name, num_classes)
+    load_weights(model, state_dict, description)
+    return model
+
+
+def _owned(tensor: torch.Tensor, dtype: torch.dtype, seen: set[int]) -> torch.Tensor:
+    """`tensor` as the module's `dtype`, as a contiguous tensor with a storage of its own.
+
+    What copying into a freshly built module gives: a float16 checkpoint becomes float32,
+    and no parameter is a strided view, aliases another or keeps a larger storage alive.
+    """
+    tensor = tensor.to(dtype)
+    storage = tensor.untyped_storage()
+    if not tensor.is_contiguous() or storage.nbytes() != tensor.nbytes or storage.data_ptr() in seen:
+        tensor = tensor.clone(memory_format=torch.contiguous_format)
+    seen.add(tensor.untyped_storage().data_ptr())
+    return tensor
+
+
+def _has_meta_tensors(model: torch.nn.Module) -> bool:
+    """Whether any parameter, buffer or plain tensor attribute of `model` is still on the meta device."""
+    attributes = (value for module in model.modules() for value in vars(module).values())
+    tensors = itertools.chain(model.parameters(), model.buffers(), attributes)
+    return any(isinstance(tensor, torch.Tensor) and tensor.is_meta for tensor in tensors)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch.fx.experimental.optimization import fuse
 
-from lambda_src.architectures import build_model, check_architecture, load_weights
+from lambda_src.architectures import build_and_load, check_architecture
 from lambda_src.artifact import (
     Manifest,
     manifest_key,
@@ -61,16 +61,18 @@ def load_model(
         weights = store.read(weights_key(store.prefix, location.model_name, version))
     with timer.phase("verify_weights"):
         verify_weights(weights, manifest, weights_location)
-    with timer.phase("build_model"):
-        network = build_model(manifest.architecture, manifest.num_classes)
-    with timer.phase("load_weights"):
+    with timer.phase("read_state_dict"):
         state_dict = read_state_dict(weights, weights_location)
-        load_weights(
-            network, state_dict, f"{manifest.architecture} with the manifest's {manifest.num_classes} classes"
+    with timer.phase("build_and_load"):
+        network = build_and_load(
+            manifest.architecture,
+            manifest.num_classes,
+            state_dict,
+            f"{manifest.architecture} with the manifest's {manifest.num_classes} classes",
         )
         network.eval()
-    # The network now holds its own copy: free the bytes and the state dict (twice the
-    # model's size) before optimising makes new tensors, so they never coexist.
+    # The network now owns the state dict's tensors (built on the meta device, they were
+    # assigned, not copied): free the bytes before optimising makes new tensors.
     del weights, state_dict
     with timer.phase("optimise"):
         network = optimise_for_inference(network)

@@ -244,8 +244,8 @@ def test_model_load_logs_each_init_phase_and_emits_its_duration(
         "read_manifest",
         "read_weights",
         "verify_weights",
-        "build_model",
-        "load_weights",
+        "read_state_dict",
+        "build_and_load",
         "warm_up",
     }
     assert loaded["phases_ms"]["imports"] == 1234.5
