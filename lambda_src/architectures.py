@@ -1,8 +1,9 @@
 """The architecture registry: which classifiers a manifest may name.
 
 Any classification model in `torchvision.models` is accepted, and any timm model as
-`timm:NAME` (see `lambda_src.timm_support`); the model is built from code with random
-weights and the published state dict is loaded into it, so no pickled code is ever executed.
+`timm:NAME` (see `lambda_src.timm_support`); the model is built from code and the published
+state dict is loaded into it, so no pickled code is ever executed. Serving builds it without
+weights (`build_and_load`); training builds it with random ones.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping
 from functools import cache
+from typing import Any
 
 import torch
 import torchvision
+from torch.overrides import TorchFunctionMode
 
 from lambda_src.errors import ArchitectureMismatch
 from lambda_src.timm_support import (
@@ -98,7 +101,7 @@ def build_and_load(
     """
     check_architecture(name)  # also imports timm, outside the meta context its module code must not see
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), _SkipInitialisers():
             model = build_model(name, num_classes)
     except Exception:  # some init code needs real values (e.g. `.item()`); the ordinary path handles it
         return _build_and_copy(name, num_classes, state_dict, description)
@@ -110,6 +113,32 @@ def build_and_load(
     if _has_meta_tensors(model):
         return _build_and_copy(name, num_classes, state_dict, description)
     return model
+
+
+class _SkipInitialisers(TorchFunctionMode):
+    """Skips value-only in-place ops (the initialisers' building blocks) on meta tensors.
+
+    A meta tensor has no values, so skipping them changes nothing; running them costs
+    `import torch._dynamo` (~0.8 s), which torch's Python decompositions of several of
+    them (`normal_`, `erfinv_`, `clamp_`) do on the meta device.
+    """
+
+    def __torch_function__(
+        self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
+    ) -> Any:
+        target = args[0] if args else (kwargs or {}).get("tensor")  # torch.nn.init passes it by name
+        if (
+            getattr(func, "__name__", None) in _VALUE_ONLY_IN_PLACE
+            and isinstance(target, torch.Tensor)
+            and target.is_meta
+        ):
+            return target
+        return func(*args, **(kwargs or {}))
+
+
+_VALUE_ONLY_IN_PLACE = frozenset(
+    {"normal_", "uniform_", "erfinv_", "clamp_", "fill_", "zero_", "mul_", "add_", "sub_", "div_", "copy_"}
+)
 
 
 def _build_and_copy(

@@ -24,11 +24,13 @@ with without_dynamo():
     import lambda_src.service
 import torch
 from PIL import Image
-from lambda_src.architectures import build_model
+from lambda_src.architectures import build_and_load, build_model
 from lambda_src.artifact import Preprocessing
 from lambda_src.loader import optimise_for_inference
 from lambda_src.preprocessing import eval_transform
-network = optimise_for_inference(build_model("mobilenet_v3_small", 3).eval())
+weights = build_model("mobilenet_v3_small", 3).state_dict()
+# Built on the meta device as serving builds it: its initialisers must not import the compiler.
+network = optimise_for_inference(build_and_load("mobilenet_v3_small", 3, weights, "test").eval())
 image = Image.new("RGB", (64, 48), (200, 30, 90))
 with torch.inference_mode():
     network(eval_transform(Preprocessing(resize=40, crop=32))(image).unsqueeze(0))
