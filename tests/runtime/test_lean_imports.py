@@ -118,9 +118,10 @@ import torch
 from lambda_src.lean_imports import without_dynamo
 with without_dynamo():
     import lambda_src.service
-from lambda_src.architectures import build_model
+from lambda_src.architectures import build_and_load, build_model
 from lambda_src.loader import optimise_for_inference
-network = optimise_for_inference(build_model("timm:resnet18.a1_in1k", 3).eval())
+weights = build_model("timm:resnet18.a1_in1k", 3).state_dict()
+network = optimise_for_inference(build_and_load("timm:resnet18.a1_in1k", 3, weights, "test").eval())
 with torch.inference_mode():
     scores = network(torch.zeros(1, 3, 64, 64))
 assert scores.shape == (1, 3) and "timm" in sys.modules
