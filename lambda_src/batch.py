@@ -27,7 +27,7 @@ from lambda_src.artifact import LATEST, check_name
 from lambda_src.classifier import ImageClassifier
 from lambda_src.errors import ApiError, NotFound, PayloadTooLarge
 from lambda_src.loader import LoadedModel, load_model
-from lambda_src.model_store import ModelLocation, open_store, resolve_version
+from lambda_src.model_store import S3_MISSING_CODES, ModelLocation, open_store, resolve_version, s3_error_code
 from lambda_src.settings import RuntimeSettings
 
 DEFAULT_TOP_K = 5
@@ -107,9 +107,8 @@ class S3Images:
             with response["Body"] as body:
                 return body.read(max_bytes + 1)  # the caller refuses anything longer
         except ClientError as error:
-            code = error.response.get("Error", {}).get("Code", "")
-            # Without s3:ListBucket on the input, S3 answers 403 for a missing key.
-            if code in {"NoSuchKey", "404", "NotFound", "AccessDenied", "403"}:
+            code = s3_error_code(error)
+            if code in S3_MISSING_CODES:
                 raise NotFound(
                     f"s3://{self.bucket}/{key} does not exist or is not readable ({code})"
                 ) from None

@@ -50,6 +50,16 @@ PART_MAX_ATTEMPTS = 1
 RANGED_READ_BOUND_S = STORE_CALL_BOUND_S + PART_MAX_ATTEMPTS * (S3_CONNECT_TIMEOUT_S + S3_READ_TIMEOUT_S)
 
 
+# What S3 answers for a key that is not there. Without s3:ListBucket (least privilege, as the
+# function's roles have it) S3 answers 403 for a missing key, so 403 counts as missing too.
+S3_MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound", "AccessDenied", "403"})
+
+
+def s3_error_code(error: Any) -> str:
+    """The S3 error code of a botocore ClientError ("" if it has none)."""
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
 def bounded_s3_client(*, attempts: int = S3_MAX_ATTEMPTS) -> Any:
     """The runtime's S3 client: every call gives up within STORE_CALL_BOUND_S (with 2 attempts)."""
     import boto3  # imported on first use: local stores never pay for it
@@ -243,9 +253,8 @@ class S3ModelStore:
         try:
             yield
         except ClientError as error:
-            code = error.response.get("Error", {}).get("Code", "")
-            # Without s3:ListBucket (least privilege) S3 answers 403 for a missing key.
-            if code in {"NoSuchKey", "404", "NotFound", "AccessDenied", "403"}:
+            code = s3_error_code(error)
+            if code in S3_MISSING_CODES:
                 raise ArtifactNotFound(
                     f"{self.describe(key)} does not exist or is not readable ({code})"
                 ) from None
