@@ -32,7 +32,16 @@ from constructs import Construct
 from lambda_src.artifact import model_prefix as artifact_model_prefix
 from lambda_src.contract import BATCH_HANDLER, ENV_MODEL_NAME, ENV_MODEL_STORE, ENV_MODEL_VERSION
 from stacks.config import Architecture
-from stacks.inference_function import LAMBDA_SOURCE_DIR, image_platform, lambda_architecture
+from stacks.inference_function import (
+    LAMBDA_SOURCE_DIR,
+    XRAY_ACTIONS,
+    acknowledge_function_role,
+    image_platform,
+    lambda_architecture,
+    own_logs_statement,
+    read_model_statement,
+    traces_statement,
+)
 from stacks.nag import acknowledge_statement_wildcards, flatten_cfn_reference
 
 # Lambda errors worth another try: throttling (the account's or the function's concurrency is
@@ -60,7 +69,6 @@ LOG_DELIVERY_ACTIONS = (
     "logs:DescribeResourcePolicies",
     "logs:DescribeLogGroups",
 )
-XRAY_ACTIONS = ("xray:PutTraceSegments", "xray:PutTelemetryRecords")
 XRAY_STATE_MACHINE_ACTIONS = (*XRAY_ACTIONS, "xray:GetSamplingRules", "xray:GetSamplingTargets")
 
 
@@ -177,30 +185,17 @@ class BatchInference(Construct):
             inline_policies={
                 "BatchFunction": iam.PolicyDocument(
                     statements=[
-                        # Exact keys only, as the API function: no s3:ListBucket, no other prefix.
-                        iam.PolicyStatement(
-                            sid="ReadModelArtifacts", actions=["s3:GetObject"], resources=[model_objects]
-                        ),
+                        read_model_statement(model_objects),
                         iam.PolicyStatement(
                             sid="ReadInputImages", actions=["s3:GetObject"], resources=self._input_objects()
                         ),
-                        iam.PolicyStatement(
-                            sid="WriteOwnLogs",
-                            actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                            resources=[self.function_log_group.log_group_arn],
-                        ),
-                        iam.PolicyStatement(sid="WriteTraces", actions=list(XRAY_ACTIONS), resources=["*"]),
+                        own_logs_statement(self.function_log_group),
+                        traces_statement(),
                     ]
                 )
             },
         )
-        _acknowledge_star_resources(role, "xray:PutTraceSegments and xray:PutTelemetryRecords")
-        acknowledge_statement_wildcards(
-            role,
-            statement_sid="ReadModelArtifacts",
-            reason="Read access is limited to the objects under this one model's prefix; the wildcard "
-            "covers its versions, whose names are not known at deploy time.",
-        )
+        acknowledge_function_role(role)
         acknowledge_statement_wildcards(
             role,
             statement_sid="ReadInputImages",

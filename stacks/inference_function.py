@@ -108,39 +108,14 @@ class InferenceFunction(Construct):
             inline_policies={
                 "InferenceFunction": iam.PolicyDocument(
                     statements=[
-                        # Exact keys only (manifest, weights, LATEST): no s3:ListBucket, no other prefix.
-                        iam.PolicyStatement(
-                            sid="ReadModelArtifacts",
-                            actions=["s3:GetObject"],
-                            resources=[model_bucket.arn_for_objects(f"{model_key_prefix}/*")],
-                        ),
-                        iam.PolicyStatement(
-                            sid="WriteOwnLogs",
-                            actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                            resources=[self.log_group.log_group_arn],
-                        ),
-                        iam.PolicyStatement(
-                            sid="WriteTraces",
-                            actions=["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
-                            resources=["*"],
-                        ),
+                        read_model_statement(model_bucket.arn_for_objects(f"{model_key_prefix}/*")),
+                        own_logs_statement(self.log_group),
+                        traces_statement(),
                     ]
                 )
             },
         )
-        Validations.of(role).acknowledge(
-            Acknowledgment(
-                id="AwsSolutions-IAM5[Resource::*]",
-                reason="xray:PutTraceSegments and xray:PutTelemetryRecords support no resource-level "
-                "permissions (Service Authorization Reference), so X-Ray tracing needs Resource '*'.",
-            ),
-        )
-        acknowledge_statement_wildcards(
-            role,
-            statement_sid="ReadModelArtifacts",
-            reason="Read access is limited to the objects under this one model's prefix; the wildcard "
-            "covers its versions, whose names are not known at deploy time.",
-        )
+        acknowledge_function_role(role)
         return role
 
     def _build_function(
@@ -173,3 +148,44 @@ class InferenceFunction(Construct):
             reserved_concurrent_executions=reserved_concurrency,
             environment=environment,
         )
+
+
+# The statements every function role of this app holds (the API's and the batch function's),
+# and the findings they raise, acknowledged once.
+def read_model_statement(model_objects: str) -> iam.PolicyStatement:
+    """Read one model's objects: exact keys only (manifest, weights, LATEST), no s3:ListBucket."""
+    return iam.PolicyStatement(sid="ReadModelArtifacts", actions=["s3:GetObject"], resources=[model_objects])
+
+
+def own_logs_statement(log_group: logs.ILogGroup) -> iam.PolicyStatement:
+    """Write to the function's own log group only."""
+    return iam.PolicyStatement(
+        sid="WriteOwnLogs",
+        actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+        resources=[log_group.log_group_arn],
+    )
+
+
+XRAY_ACTIONS = ("xray:PutTraceSegments", "xray:PutTelemetryRecords")
+
+
+def traces_statement() -> iam.PolicyStatement:
+    """Send X-Ray traces (X-Ray has no resource-level permissions: Resource '*')."""
+    return iam.PolicyStatement(sid="WriteTraces", actions=list(XRAY_ACTIONS), resources=["*"])
+
+
+def acknowledge_function_role(role: iam.Role) -> None:
+    """Acknowledge the two wildcards of the statements above, each with its reason."""
+    Validations.of(role).acknowledge(
+        Acknowledgment(
+            id="AwsSolutions-IAM5[Resource::*]",
+            reason="xray:PutTraceSegments and xray:PutTelemetryRecords support no resource-level "
+            "permissions (Service Authorization Reference), so X-Ray tracing needs Resource '*'.",
+        ),
+    )
+    acknowledge_statement_wildcards(
+        role,
+        statement_sid="ReadModelArtifacts",
+        reason="Read access is limited to the objects under this one model's prefix; the wildcard "
+        "covers its versions, whose names are not known at deploy time.",
+    )
