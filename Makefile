@@ -19,8 +19,12 @@ endif
 DEMO_STORE ?= .model-store
 DEMO_MODEL ?= demo-shapes
 PORT ?= 8080
+# `make docs`: where the documentation site is served.
+DOCS_PORT ?= 8000
+# mkdocs 1.x prints a banner about mkdocs 2 on every build; the pinned 1.6 is what this site uses.
+export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: setup test lint format synth deploy diff destroy demo serve batch bench smoke clean
+.PHONY: setup test lint docs format synth deploy diff destroy demo serve batch bench smoke clean
 
 setup: $(STAMP) node_modules/.package-lock.json
 
@@ -45,6 +49,12 @@ lint: setup
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
 	$(PYTHON) -m mypy
+# the documentation site: a broken link or anchor, or a page left out of the nav, fails here
+	$(VENV)/bin/mkdocs build --strict --quiet
+
+# serve the documentation site with live reload
+docs: setup
+	$(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:$(DOCS_PORT)
 
 format: setup
 	$(PYTHON) -m ruff format .
@@ -81,4 +91,4 @@ smoke: setup
 	$(PYTHON) -m endpoint_client smoke-test $(if $(STACK),--stack $(STACK),)
 
 clean:
-	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf cdk.out site .pytest_cache .mypy_cache .ruff_cache
