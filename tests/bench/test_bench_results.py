@@ -2,7 +2,7 @@
 
 Nothing is timed here: the figures are those of the last full `python -m bench` run; these
 tests check that each target's verdict follows from its recorded figure, that every one is
-met, and that the README tables render from the results.
+met, and that the report's tables render from them (tests/docs checks the benchmark pages hold them).
 """
 
 import json
@@ -19,7 +19,7 @@ RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results" / "results.j
 MODELS = {"resnet18", "mobilenet_v3_small", "efficientnet_b0", "resnet50", "timm:resnet18.a1_in1k"}
 
 
-# Targets the committed run misses, each explained in the README's benchmark section. A miss
+# Targets the committed run misses, each explained on the benchmarks page (docs/benchmarks.md). A miss
 # that goes away (or a new one) fails the test, so this list stays true to the results.
 KNOWN_MISSES = {
     # 100 MB of weights through the bench's S3 (moto reads the whole object for every ranged GET)
@@ -33,7 +33,7 @@ def results() -> dict:
 
 
 def test_committed_results_cover_every_model_and_render_as_tables(results: dict) -> None:
-    # When the README tables are rendered from the results of the last full `python -m bench`
+    # When the report's tables are rendered from the results of the last full `python -m bench`
     report = markdown_report(results)
     # Then every model has each measurement and appears in every table
     assert set(results["models"]) == MODELS
@@ -56,7 +56,7 @@ def test_every_recorded_target_has_a_verdict_that_follows_from_its_figures_and_i
         # (results before the bench named the figure `measured` called it `ratio`)
         figure = row["measured"] if "measured" in row else row["ratio"]
         assert row["met"] is (figure <= row["target"]), row
-    # and the run met each of them but the misses the README explains
+    # and the run met each of them but the misses the benchmarks page explains
     missed = {(row["model"], row["what"]) for row in recorded if not row["met"]}
     assert missed == KNOWN_MISSES, f"targets missed by the committed results: {missed}"
 

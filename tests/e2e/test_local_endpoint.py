@@ -15,7 +15,7 @@ CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
 
 
 def post_file(url: str, content_type: str, path: Path, query: str = "") -> tuple[int, Any]:
-    """`curl -H 'Content-Type: ...' --data-binary @file <url>/predict`, as the README shows."""
+    """`curl -H 'Content-Type: ...' --data-binary @file <url>/predict`, as the API page shows."""
     return curl("-H", f"Content-Type: {content_type}", "--data-binary", f"@{path}", f"{url}/predict{query}")
 
 

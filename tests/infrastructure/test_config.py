@@ -18,7 +18,6 @@ from stacks.config import (
     parse_context,
     settings_table,
 )
-from tests.infrastructure.conftest import REPO_ROOT
 
 
 def parse_with(cdk_context: dict[str, object], **overrides: object) -> DeploymentConfig:
@@ -241,20 +240,6 @@ def test_all_problems_are_reported_at_once(cdk_context: dict[str, object]) -> No
     lines = str(raised.value).splitlines()
     assert len(lines) == 3
     assert [line.split("'")[1] for line in lines] == ["architecture", "timeout_seconds", "auth_mode"]
-
-
-def test_readme_documents_every_setting() -> None:
-    readme = (REPO_ROOT / "README.md").read_text()
-    deploy = readme.split("<!-- section: deploy -->")[1].split("<!-- /section: deploy -->")[0]
-    missing = [key for key in CONTEXT_KEYS if f"`{key}`" not in deploy]
-    assert missing == []
-
-
-def test_readme_settings_table_is_the_one_rendered_from_the_declarations() -> None:
-    # The table shows each key's declared default, allowed values (with units) and help text.
-    readme = (REPO_ROOT / "README.md").read_text()
-    assert settings_table() in readme
-    assert readme.count("| key | default | allowed | what it sets |") == 1
 
 
 def test_settings_table_shows_each_default_and_what_is_allowed() -> None:
