@@ -52,8 +52,8 @@ lint: setup
 # the documentation site: a broken link or anchor, or a page left out of the nav, fails here
 	$(VENV)/bin/mkdocs build --strict --quiet
 
-# serve the documentation site with live reload
-docs: setup
+# serve the documentation site with live reload (needs the Python packages only)
+docs: $(STAMP)
 	$(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:$(DOCS_PORT)
 
 format: setup
