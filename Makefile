@@ -6,7 +6,7 @@ PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CDK := npx --no-install cdk
 
-# Where torch and torchvision come from (same pinned versions either way, see README):
+# Where torch and torchvision come from (same pinned versions either way, see docs/getting-started.md):
 #   TORCH=default  the regular index: works everywhere; on Linux it is the CUDA build
 #   TORCH=cpu      the PyTorch CPU index: no CUDA libraries, a fraction of the download
 TORCH ?= default

@@ -1,4 +1,4 @@
-"""The Markdown tables of a results.json, as pasted into the README.
+"""The Markdown tables of a results.json, as pasted into docs/benchmarks.md and docs/sizing.md.
 
 python -m bench.report [bench/results/results.json]
 """
