@@ -1,9 +1,10 @@
 """What a batch job will cost, before it starts: Lambda, Step Functions and S3 requests.
 
-The time per image comes from the benchmark (bench/results/results.json): the batch worker's
-measured milliseconds per image at one and two threads, stretched to the batch function's
-vCPUs with the same Amdahl fit as the README's memory-sizing guide (bench/sizing.py). Every
-environment the job starts also loads the model once (the benchmark's cold start).
+The time per image comes from the figures the benchmark writes (bench/results/results.json):
+the batch worker's measured milliseconds per image at one and two threads, stretched to the
+batch function's vCPUs with the Amdahl fit of pricing.py (the memory-sizing guide's too).
+Every environment the job starts also loads the model once (the benchmark's cold start).
+Only the figures file is read here, never the bench's code.
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.sizing import (
+from endpoint_client.pricing import (
     PRICE_PER_GB_SECOND_USD,
     PRICE_PER_MILLION_REQUESTS_USD,
     PRICES_AS_OF,
     expected_latency_ms,
+    vcpus_of,
 )
 
+# The figures file `python -m bench` writes (its results.json), in this repository.
 BENCH_RESULTS = Path(__file__).resolve().parent.parent / "bench" / "results" / "results.json"
 
 # Step Functions and S3 list prices in us-east-1, as published in 2025; not looked up live.
@@ -36,8 +39,6 @@ PRICE_PER_S3_LIST_USD = 0.005 / 1000  # one ListObjectsV2 call returns up to 1,0
 # The job's own states (NameResults, ResolveModelVersion, CheckConcurrency, ChooseItemSource, the
 # map, its end); the Distributed Map adds one transition per child execution it starts.
 JOB_STATE_TRANSITIONS = 6
-MB_PER_VCPU = 1769  # Lambda gives one vCPU per 1,769 MB of memory
-MAX_VCPUS = 6
 
 
 class BenchFiguresMissing(Exception):
@@ -54,8 +55,7 @@ class WorkerSpeed:
     source: str
 
     def ms_per_image(self, memory_mb: int) -> float:
-        vcpus = min(MAX_VCPUS, memory_mb / MB_PER_VCPU)
-        return expected_latency_ms(self.one_thread_ms, self.two_threads_ms, vcpus)
+        return expected_latency_ms(self.one_thread_ms, self.two_threads_ms, vcpus_of(memory_mb))
 
 
 def measured_speed(architecture: str, results_path: Path = BENCH_RESULTS) -> WorkerSpeed:

@@ -8,16 +8,15 @@ from typing import Any
 
 import pytest
 
-from bench.sizing import PRICE_PER_GB_SECOND_USD, expected_latency_ms
 from endpoint_client.batch_cost import (
     BENCH_RESULTS,
-    MB_PER_VCPU,
     PRICE_PER_S3_GET_USD,
     BenchFiguresMissing,
     WorkerSpeed,
     estimate_cost,
     measured_speed,
 )
+from endpoint_client.pricing import MB_PER_VCPU, PRICE_PER_GB_SECOND_USD, expected_latency_ms
 
 
 def bench_model(one_ms: float, two_ms: float, *, batch_worker: bool, load_s: float = 2.0) -> dict[str, Any]:
