@@ -81,7 +81,7 @@ serve: setup
 # Classify a folder (or s3:// prefix) with the demo store's model: make batch INPUT=DIR OUTPUT=FILE.jsonl
 # (re-running with the same OUTPUT resumes).
 batch: setup
-	$(PYTHON) -m endpoint_client batch --store $(DEMO_STORE) --model-name $(DEMO_MODEL) \
+	$(PYTHON) -m local_endpoint batch --store $(DEMO_STORE) --model-name $(DEMO_MODEL) \
 		--input $(INPUT) --output $(OUTPUT)
 
 bench: setup

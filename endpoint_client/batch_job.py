@@ -1,4 +1,4 @@
-"""`python -m endpoint_client batch`: classify every image under a prefix, deployed or on this machine.
+"""`python -m endpoint_client batch`: classify every image under a prefix with the deployed stack.
 
 Deployed (the stack was deployed with `-c batch_inference=true`):
 
@@ -9,10 +9,9 @@ counts the images, prints a cost estimate and asks to go on; then starts the sta
 and shows progress (processed, failed) until the job ends, and where the results are. The
 input is a prefix, or a manifest of keys ending in .csv (a `key` column) or .json (a list).
 
-On this machine (the embedded default), the same shape with a model store instead of a stack:
-
-    python -m endpoint_client batch --store .model-store --model-name demo-shapes
-        --input DIR|s3://BUCKET/PREFIX --output FILE.jsonl [--workers N]
+On this machine (the embedded default), the batch worker runs with a model store instead of a
+stack: `python -m local_endpoint batch --store .model-store --model-name demo-shapes --input DIR
+--output FILE.jsonl` (`make batch`).
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlparse
 
@@ -269,44 +267,18 @@ def run_deployed(
     return 0
 
 
-def run_local(args: argparse.Namespace, *, out: IO[str] = sys.stdout) -> int:
-    """The same job on this machine: the batch worker over a folder or s3:// prefix."""
-    # Imported here: it brings torch, which the deployed path never needs.
-    from local_endpoint.batch_runner import make_worker, open_input, run_local_batch
-
-    if args.output is None or args.output.startswith("s3://"):
-        raise JobError("with --store, --output is a local .jsonl file (re-running with it resumes)")
-    images = open_input(args.input)
-    print(f"{len(images.keys):,} images in {images.description}", file=out, flush=True)
-    summary = run_local_batch(
-        make_worker(args.store, args.model_name),
-        images,
-        Path(args.output),
-        version=args.model_version,
-        workers=args.workers,
-    )
-    print(
-        f"{summary.processed:,} classified ({summary.failed:,} with an error line), {summary.skipped:,} "
-        f"already in {summary.output}; model version {summary.model_version}",
-        file=out,
-    )
-    return 0
-
-
 def add_batch_command(subparsers: argparse._SubParsersAction) -> None:
     """Register `batch` on a command line."""
     command = subparsers.add_parser(
         "batch",
-        help="classify every image under an S3 prefix (deployed) or in a folder (--store, on this machine)",
+        help="classify every image under an S3 prefix with the deployed stack",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     command.add_argument(
         "--input", required=True, help="s3://bucket/prefix, a .csv/.json manifest of keys, or a folder"
     )
-    command.add_argument(
-        "--output", help="s3://<BatchOutputLocation><job name>, or a .jsonl file with --store"
-    )
+    command.add_argument("--output", help="s3://<BatchOutputLocation><job name> (default: a timestamp)")
     command.add_argument("--model-version", default="latest", help="a published version (default: latest)")
     command.add_argument(
         "--concurrency", type=int, help="child executions at once (default: the stack's maximum)"
@@ -314,10 +286,8 @@ def add_batch_command(subparsers: argparse._SubParsersAction) -> None:
     command.add_argument("--yes", action="store_true", help="start without asking after the cost estimate")
     command.add_argument("--stack", default=DEFAULT_STACK, help="the inference stack (default %(default)s)")
     command.add_argument("--region", help="AWS region of the stack (default: your configuration's)")
-    local = command.add_argument_group("on this machine (no AWS account)")
-    local.add_argument("--store", help="a model store (folder or s3://bucket/prefix): run here, not on AWS")
-    local.add_argument("--model-name", help="the model to run, with --store")
-    local.add_argument("--workers", type=int, default=2, help="batches classified at once, with --store")
+    # The first releases ran local jobs here with --store; that is `python -m local_endpoint batch` now.
+    command.add_argument("--store", help=argparse.SUPPRESS)
     command.set_defaults(run=run_batch_command)
 
 
@@ -325,9 +295,10 @@ def run_batch_command(args: argparse.Namespace, *, clients: Clients | None = Non
     """The `batch` command: 0 when the job finished, 1 when it did not, 2 when it could not start."""
     try:
         if args.store:
-            if not args.model_name:
-                raise JobError("--store needs --model-name")
-            return run_local(args)
+            raise JobError(
+                "a batch on this machine (--store) is `python -m local_endpoint batch --store STORE "
+                "--model-name NAME --input DIR --output FILE.jsonl` (or make batch)"
+            )
         return run_deployed(args, clients or Clients.create(args.region))
     except (JobError, StackError, BenchFiguresMissing, ModelArtifactError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -281,32 +281,13 @@ def test_following_prints_each_change_of_progress_until_the_end() -> None:
     ]
 
 
-def test_the_same_command_runs_on_this_machine_over_a_folder(model_store: Path, tmp_path: Path) -> None:
-    from tests.runtime.support import coloured_image, encode
+def test_a_job_on_this_machine_points_to_the_local_endpoints_command(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["batch", "--store", ".model-store", "--input", "images", "--output", "results.jsonl"]
 
-    (tmp_path / "images").mkdir()
-    for label in ("red", "green", "blue"):
-        (tmp_path / "images" / f"{label}.png").write_bytes(encode(coloured_image(label), "PNG"))
-    output = tmp_path / "results.jsonl"
-    argv = [
-        "batch",
-        "--store",
-        str(model_store),
-        "--model-name",
-        "colours",
-        "--input",
-        str(tmp_path / "images"),
-    ]
-
-    assert main([*argv, "--output", str(output)]) == 0
-    assert main([*argv, "--output", str(output)]) == 0  # resumes: nothing left to do
-
-    lines = [json.loads(line) for line in output.read_text().splitlines()]
-    assert {line["key"]: line["predictions"][0]["label"] for line in lines} == {
-        "red.png": "red",
-        "green.png": "green",
-        "blue.png": "blue",
-    }
+    assert main(argv) == 2
+    assert "python -m local_endpoint batch" in capsys.readouterr().err
 
 
 def test_without_a_region_the_command_says_so_and_starts_nothing(

@@ -19,6 +19,7 @@ import pytest
 from moto import mock_aws
 
 from lambda_src.batch import BatchWorker, FolderImages
+from local_endpoint.__main__ import main as local_endpoint_main
 from local_endpoint.batch_runner import (
     BATCHES_IN_FLIGHT_PER_WORKER,
     LocalInput,
@@ -212,3 +213,29 @@ def test_an_s3_prefix_is_classified_like_a_folder(
         f"june/{label}.png": label for label in LABELS
     }
     assert (summary.total, summary.failed) == (3, 0)
+
+
+def test_the_batch_command_runs_on_this_machine_over_a_folder(model_store: Path, tmp_path: Path) -> None:
+    (tmp_path / "images").mkdir()
+    for label in ("red", "green", "blue"):
+        (tmp_path / "images" / f"{label}.png").write_bytes(encode(coloured_image(label), "PNG"))
+    output = tmp_path / "results.jsonl"
+    argv = [
+        "batch",
+        "--store",
+        str(model_store),
+        "--model-name",
+        "colours",
+        "--input",
+        str(tmp_path / "images"),
+    ]
+
+    assert local_endpoint_main([*argv, "--output", str(output)]) == 0
+    assert local_endpoint_main([*argv, "--output", str(output)]) == 0  # resumes: nothing left to do
+
+    lines = [json.loads(line) for line in output.read_text().splitlines()]
+    assert {line["key"]: line["predictions"][0]["label"] for line in lines} == {
+        "red.png": "red",
+        "green.png": "green",
+        "blue.png": "blue",
+    }
