@@ -15,7 +15,6 @@ import dataclasses
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,9 @@ PROG = "python -m endpoint_client"
 EXIT_PASSED = 0
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
+# One of the demo set's unseen examples (a circle, model_training.demo_data.write_examples):
+# any classifier accepts it, and the demo model recognises it.
+SMOKE_IMAGE = Path(__file__).with_name("circle-1.jpg")
 
 
 def positive_int(text: str) -> int:
@@ -184,7 +186,7 @@ def add_smoke_test_command(subparsers: argparse._SubParsersAction) -> None:
         "version LATEST names in its ModelStoreUri)",
     )
     command.add_argument(
-        "--image", type=Path, help="JPEG, PNG or WebP to send (default: a generated demo image)"
+        "--image", type=Path, help="JPEG, PNG or WebP to send (default: a demo image, a circle)"
     )
     command.add_argument(
         "--requests",
@@ -207,9 +209,8 @@ def run_smoke_test_command(args: argparse.Namespace) -> int:
         if args.requests < 1:
             raise SmokeTestFailure(f"--requests must be at least 1, got {args.requests}")
         target = _target_from_args(args)
-        with tempfile.TemporaryDirectory(prefix="smoke-test-") as folder:
-            image = args.image if args.image is not None else _demo_image(Path(folder))
-            run_smoke_test(target, image, requests=args.requests, timeout=args.timeout)
+        image = args.image if args.image is not None else SMOKE_IMAGE
+        run_smoke_test(target, image, requests=args.requests, timeout=args.timeout)
     except StackError as error:
         print(f"smoke test FAILED: {error}", file=sys.stderr)
         print(
@@ -252,13 +253,6 @@ def _target_from_args(args: argparse.Namespace) -> SmokeTarget:
     if args.expect_model:
         overrides["expected_model"] = args.expect_model
     return dataclasses.replace(target, **overrides)
-
-
-def _demo_image(folder: Path) -> Path:
-    """A generated demo image (a circle): any classifier accepts it, the demo model should recognise it."""
-    from model_training.demo_data import write_examples
-
-    return write_examples(folder, per_class=1, image_format="jpeg")[0]
 
 
 def build_parser() -> argparse.ArgumentParser:
