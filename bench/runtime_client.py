@@ -22,8 +22,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from bench.artifacts import PublishedModel
 from bench.child import BenchFailure
 from bench.events import raw_image_event
+from bench.harness import MODELS, Bench, function_env, published_models, settings_for
 from bench.report import runtime_client_table
 from bench.stats import summarise_s
 from lambda_rehearsal.function import (
@@ -38,6 +40,17 @@ from lambda_rehearsal.function import (
 
 # Generous: the bench times the function; the rehearsal tests hold it to the deployed timeout.
 INVOCATION_TIMEOUT_S = 60.0
+
+
+def measure_runtime_client_of(bench: Bench, model: PublishedModel) -> dict[str, Any]:
+    """Init and first response under AWS's runtime interface client, from each of the bench's stores."""
+    environments = {
+        store: function_env(bench.store_uri(store), model.model_name, bench.s3_endpoint)
+        for store in ("local", "s3")
+    }
+    return measure_runtime_client(
+        bench.workdir, environments, bench.photo_path.read_bytes(), bench.settings.cold_repeats
+    )
 
 
 def measure_runtime_client(
@@ -93,9 +106,6 @@ def runs_as() -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    # Imported here: bench.__main__ imports this module for `python -m bench`.
-    from bench.__main__ import MODELS, parse_args, published_models
-
     parser = argparse.ArgumentParser(
         prog="python -m bench.runtime_client", description=__doc__.splitlines()[0]
     )
@@ -104,11 +114,11 @@ def main(argv: list[str] | None = None) -> None:
     arguments = parser.parse_args(argv)
     if arguments.repeats < 1:
         parser.error("--repeats must be 1 or more")
-    settings, _, _ = parse_args(["--models", *arguments.models])
-    settings = replace(settings, cold_repeats=arguments.repeats)
+    settings = replace(settings_for(tuple(arguments.models)), cold_repeats=arguments.repeats)
     with published_models(settings) as (bench, published):
         results = {
-            name: {"runtime_client_init": bench.runtime_client(model)} for name, model in published.items()
+            name: {"runtime_client_init": measure_runtime_client_of(bench, model)}
+            for name, model in published.items()
         }
     print(json.dumps(results, indent=2))
     print(runtime_client_table(results))
