@@ -2,7 +2,7 @@
 
 A field's declaration holds the key's type, default, allowed values (with units) and help
 text; `parse_context` reads every declared key the same way, then applies the rules that
-involve more than one key, and `settings_table` renders the README's table from the same
+involve more than one key, and `settings_table` renders the docs' settings table from the same
 declarations. Defaults live here only: cdk.json carries CDK's feature flags, and a key set
 there or with `-c key=value` overrides its default. Values from cdk.json arrive typed
 (numbers, booleans, null), values from `-c` arrive as strings, so every rule accepts both.
@@ -120,7 +120,7 @@ class ConfigError(ValueError):
 class Rule:
     """How one key's value is read: `parse` raises ValueError for a value outside `allowed`."""
 
-    allowed: str  # what is allowed, with units: shown in error messages and the README
+    allowed: str  # what is allowed, with units: shown in error messages and the docs' settings table
     parse: Callable[[Any], Any]
 
 
@@ -489,7 +489,7 @@ class DeploymentConfig:
             "subscription mail",
         ),
     )
-    # Batch inference (opt-in): stacks/batch_inference.py, the README's "Batch inference" section.
+    # Batch inference (opt-in): stacks/batch_inference.py, docs/batch.md.
     batch_inference: bool = field(
         default=False,
         metadata=about(
@@ -710,7 +710,7 @@ def _markdown_default(value: object) -> str:
 
 
 def settings_table() -> str:
-    """The README's settings table: every key, its default, what is allowed and what it sets."""
+    """The settings table of docs/deploy.md: every key, its default, what is allowed and what it sets."""
     rows = ["| key | default | allowed | what it sets |", "| --- | --- | --- | --- |"]
     for item in SETTINGS:
         rows.append(
