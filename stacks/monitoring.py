@@ -7,6 +7,7 @@ written by lambda_src as EMF lines; lambda_src.contract.Metric names them for bo
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -28,6 +29,28 @@ RATE_EVALUATION_PERIODS = 3
 RATE_DATAPOINTS_TO_ALARM = 2
 DASHBOARD_LOG_BIN = "5m"  # Logs Insights widgets count per 5 minutes
 KEY_DELETION_WINDOW_DAYS = 7  # the alarm topic's key, once the stack is gone (the minimum KMS allows)
+
+
+@dataclass(frozen=True)
+class AlarmEvaluation:
+    """How an alarm judges its metric against the threshold, and over how many minutes."""
+
+    comparison: cloudwatch.ComparisonOperator
+    evaluation_periods: int
+    datapoints_to_alarm: int | None = None  # None: all of the evaluation periods
+
+
+# Rates and latency: above the threshold in 2 of the last 3 minutes.
+SUSTAINED_ABOVE = AlarmEvaluation(
+    comparison=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+    evaluation_periods=RATE_EVALUATION_PERIODS,
+    datapoints_to_alarm=RATE_DATAPOINTS_TO_ALARM,
+)
+# Counts: the threshold reached in any one minute.
+REACHED_IN_A_MINUTE = AlarmEvaluation(
+    comparison=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+    evaluation_periods=1,
+)
 
 
 class InferenceMetrics:
@@ -123,38 +146,43 @@ class InferenceAlarms(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self._name_prefix = Stack.of(self).stack_name
-        self.api_5xx_rate = self._build_rate_alarm(
+        self.api_5xx_rate = self._build_alarm(
             "Api5xxRate",
             metrics.api_5xx_rate(),
             threshold=server_error_rate_percent / 100,
+            evaluation=SUSTAINED_ABOVE,
             description=f"More than {server_error_rate_percent:g}% of API requests answered 5XX "
             f"in {RATE_DATAPOINTS_TO_ALARM} of {RATE_EVALUATION_PERIODS} minutes",
         )
-        self.api_p99_latency = self._build_rate_alarm(
+        self.api_p99_latency = self._build_alarm(
             "ApiP99Latency",
             metrics.api_latency("p99"),
             threshold=p99_latency_ms,
+            evaluation=SUSTAINED_ABOVE,
             description=f"API p99 latency above {p99_latency_ms} ms "
             f"in {RATE_DATAPOINTS_TO_ALARM} of {RATE_EVALUATION_PERIODS} minutes",
         )
-        self.function_errors = self._build_count_alarm(
+        self.function_errors = self._build_alarm(
             "FunctionErrors",
             metrics.alias_metric("Errors", "Sum", "function errors"),
             threshold=function_errors,
+            evaluation=REACHED_IN_A_MINUTE,
             description=f"{function_errors} or more invocations of the live alias failed in a minute "
             "(crash, timeout, out of memory: the handler itself answers every request)",
         )
-        self.throttles = self._build_count_alarm(
+        self.throttles = self._build_alarm(
             "Throttles",
             metrics.alias_metric("Throttles", "Sum", "throttles"),
             threshold=throttles,
+            evaluation=REACHED_IN_A_MINUTE,
             description=f"{throttles} or more invocations of the live alias throttled in a minute "
             "(concurrency limit reached)",
         )
-        self.model_load_failures = self._build_count_alarm(
+        self.model_load_failures = self._build_alarm(
             "ModelLoadFailures",
             metrics.handler_metric(Metric.MODEL_LOAD_FAILURES, "Sum", "model load failures"),
             threshold=model_load_failures,
+            evaluation=REACHED_IN_A_MINUTE,
             description=f"{model_load_failures} or more model load attempts failed in a minute "
             "(missing or corrupt artifact, wrong architecture, no access to the bucket)",
         )
@@ -177,8 +205,14 @@ class InferenceAlarms(Construct):
                 alarm.add_alarm_action(action)
                 alarm.add_ok_action(action)
 
-    def _build_rate_alarm(
-        self, construct_id: str, metric: cloudwatch.IMetric, *, threshold: float, description: str
+    def _build_alarm(
+        self,
+        construct_id: str,
+        metric: cloudwatch.IMetric,
+        *,
+        threshold: float,
+        evaluation: AlarmEvaluation,
+        description: str,
     ) -> cloudwatch.Alarm:
         return cloudwatch.Alarm(
             self,
@@ -187,24 +221,9 @@ class InferenceAlarms(Construct):
             alarm_description=description,
             metric=metric,
             threshold=threshold,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            evaluation_periods=RATE_EVALUATION_PERIODS,
-            datapoints_to_alarm=RATE_DATAPOINTS_TO_ALARM,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-        )
-
-    def _build_count_alarm(
-        self, construct_id: str, metric: cloudwatch.IMetric, *, threshold: int, description: str
-    ) -> cloudwatch.Alarm:
-        return cloudwatch.Alarm(
-            self,
-            construct_id,
-            alarm_name=f"{self._name_prefix}-{construct_id}",
-            alarm_description=description,
-            metric=metric,
-            threshold=threshold,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            evaluation_periods=1,
+            comparison_operator=evaluation.comparison,
+            evaluation_periods=evaluation.evaluation_periods,
+            datapoints_to_alarm=evaluation.datapoints_to_alarm,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
 
