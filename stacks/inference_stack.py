@@ -9,11 +9,14 @@ from constructs import Construct
 
 from lambda_src.artifact import model_prefix as artifact_model_prefix
 from lambda_src.contract import DEPLOYED_SERVICE_NAME, StackOutput
-from stacks.batch_inference import BatchInference
+from stacks.batch_function import BatchFunction
+from stacks.batch_locations import BatchLocations
+from stacks.batch_state_machine import BatchStateMachine
 from stacks.capacity import add_provisioned_concurrency_autoscaling
 from stacks.config import LOG_RETENTION_DAYS, DeploymentConfig
 from stacks.inference_api import STAGE_NAME, InferenceApi
 from stacks.inference_function import InferenceFunction
+from stacks.logical_ids import keep_logical_id
 from stacks.monitoring import InferenceAlarms, InferenceDashboard, InferenceMetrics
 from stacks.rollout import SafeRollout
 
@@ -62,9 +65,10 @@ class InferenceStack(Stack):
             create_cloudwatch_role=config.api_gateway_cloudwatch_role,
         )
         self._build_operations(config)
-        self.batch = (
-            self._build_batch(config, model_bucket, log_retention) if config.batch_inference else None
-        )
+        self.batch_function: BatchFunction | None = None
+        self.batch_state_machine: BatchStateMachine | None = None
+        if config.batch_inference:
+            self._build_batch(config, model_bucket, log_retention)
         self._add_outputs(config, model_bucket)
 
     def _build_operations(self, config: DeploymentConfig) -> None:
@@ -111,47 +115,68 @@ class InferenceStack(Stack):
 
     def _build_batch(
         self, config: DeploymentConfig, model_bucket: s3.IBucket, log_retention: logs.RetentionDays
-    ) -> BatchInference:
+    ) -> None:
         """The opt-in batch path: a Distributed Map over S3 images, the same image and model."""
 
         def bucket(construct_id: str, name: str | None) -> s3.IBucket:
             return model_bucket if name is None else s3.Bucket.from_bucket_name(self, construct_id, name)
 
-        return BatchInference(
-            self,
-            "Batch",
-            model_bucket=model_bucket,
-            model_prefix=config.model_prefix,
-            model_name=config.model_name,
-            architecture=config.architecture,
+        locations = BatchLocations(
             input_bucket=bucket("BatchInputBucket", config.batch_input_bucket),
             input_prefixes=config.batch_input_prefixes,
             output_bucket=bucket("BatchOutputBucket", config.batch_output_bucket),
             output_prefix=config.batch_output_prefix,
+        )
+        self.batch_function = BatchFunction(
+            self,
+            "BatchFunction",
+            model_bucket=model_bucket,
+            model_prefix=config.model_prefix,
+            model_name=config.model_name,
+            architecture=config.architecture,
+            locations=locations,
             memory_size_mb=config.batch_memory_size_mb,
             timeout=Duration.seconds(config.batch_timeout_seconds),
+            log_retention=log_retention,
+        )
+        self.batch_state_machine = BatchStateMachine(
+            self,
+            "BatchStateMachine",
+            function=self.batch_function.function,
+            locations=locations,
             images_per_invocation=config.batch_images_per_invocation,
             max_concurrency=config.batch_max_concurrency,
             tolerated_failure_percent=config.batch_tolerated_failure_percent,
             log_retention=log_retention,
         )
+        # The logical IDs these were first deployed with, when one construct ("Batch") held the
+        # function and the state machine: kept, so that an update replaces none of them.
+        for resource, logical_id in (
+            (self.batch_function.log_group, "BatchFunctionLogGroup8E6655A7"),
+            (self.batch_function.role, "BatchFunctionRole51C30A4A"),
+            (self.batch_function.function, "BatchFunctionD66237ED"),
+            (self.batch_state_machine.log_group, "BatchStateMachineLogGroupCF6D492C"),
+            (self.batch_state_machine.role, "BatchStateMachineRole4E30FD04"),
+            (self.batch_state_machine.state_machine, "BatchStateMachineA1FF2995"),
+            (self.batch_state_machine.child_executions_policy, "BatchChildExecutionsPolicyC1472F7D"),
+        ):
+            keep_logical_id(resource, logical_id)
 
     def _batch_outputs(self, config: DeploymentConfig) -> dict[str, tuple[str, str]]:
-        batch = self.batch
+        batch = self.batch_state_machine
         if batch is None:
             return {}
-        inputs = [f"s3://{batch.input_bucket.bucket_name}/{prefix}" for prefix in batch.input_prefixes]
         return {
             StackOutput.BATCH_STATE_MACHINE_ARN: (
                 batch.state_machine.state_machine_arn,
                 "Batch jobs: python -m endpoint_client batch --input s3://... starts and follows one",
             ),
             StackOutput.BATCH_INPUT_LOCATIONS: (
-                ",".join(inputs),
+                ",".join(batch.locations.input_uris()),
                 "Where batch jobs may read images and manifests (comma-separated)",
             ),
             StackOutput.BATCH_OUTPUT_LOCATION: (
-                f"s3://{batch.output_bucket.bucket_name}/{batch.output_prefix}/",
+                batch.locations.output_uri(),
                 "Where batch jobs write results: <this>/<job name>/",
             ),
             StackOutput.BATCH_MEMORY_SIZE_MB: (
@@ -169,20 +194,25 @@ class InferenceStack(Stack):
         }
 
     def _add_outputs(self, config: DeploymentConfig, model_bucket: s3.IBucket) -> None:
-        store_uri = f"s3://{model_bucket.bucket_name}/{config.model_prefix}"
         model_key_prefix = artifact_model_prefix(config.model_prefix, config.model_name)
         model_location = f"s3://{model_bucket.bucket_name}/{model_key_prefix}/"
-        outputs = {
+        outputs: dict[str, tuple[str, str]] = {
             StackOutput.ENDPOINT_URL: (
                 self.api.rest_api.url,
                 "Base URL of the API: POST <url>predict, GET <url>health",
             ),
-            "ModelBucketName": (model_bucket.bucket_name, "Bucket that holds the model artifacts"),
+            "ModelBucketName": (
+                model_bucket.bucket_name,
+                "Bucket that holds the model artifacts",
+            ),
             StackOutput.MODEL_STORE_URI: (
-                store_uri,
+                self.inference_function.model_store_uri,
                 "Model store to publish to (python -m model_training publish)",
             ),
-            "ModelLocation": (model_location, "Where the served model's versions and LATEST pointer live"),
+            "ModelLocation": (
+                model_location,
+                "Where the served model's versions and LATEST pointer live",
+            ),
             StackOutput.MODEL_NAME: (config.model_name, "Model the function serves"),
             StackOutput.MODEL_VERSION: (
                 config.model_version,
@@ -192,8 +222,14 @@ class InferenceStack(Stack):
                 config.auth_mode.value,
                 "How callers authenticate: iam (SigV4), api_key or none",
             ),
-            "FunctionName": (self.inference_function.function.function_name, "The inference function"),
-            "DashboardName": (self.dashboard.dashboard.dashboard_name, "CloudWatch dashboard of this stack"),
+            "FunctionName": (
+                self.inference_function.function.function_name,
+                "The inference function",
+            ),
+            "DashboardName": (
+                self.dashboard.dashboard.dashboard_name,
+                "CloudWatch dashboard of this stack",
+            ),
             "DeploymentApplicationName": (
                 self.rollout.deployment_group.application.application_name,
                 "CodeDeploy application that shifts the live alias",
@@ -204,7 +240,10 @@ class InferenceStack(Stack):
             ),
         }
         if self.alarms.topic is not None:
-            outputs["AlarmTopicArn"] = (self.alarms.topic.topic_arn, "SNS topic the alarms notify")
+            outputs["AlarmTopicArn"] = (
+                self.alarms.topic.topic_arn,
+                "SNS topic the alarms notify",
+            )
         if self.api.api_key is not None:
             outputs[StackOutput.API_KEY_ID] = (
                 self.api.api_key.key_id,

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from lambda_src.contract import BATCH_HANDLER, BATCH_STACK_OUTPUTS, StackOutput
-from stacks.batch_inference import RETRIED_LAMBDA_ERRORS
+from stacks.batch_state_machine import RETRIED_LAMBDA_ERRORS
 from stacks.config import BATCH_TIMEOUT_LIMIT_S
 from tests.infrastructure.conftest import REPO_ROOT, Synthesized
 
@@ -95,6 +95,27 @@ def test_the_default_deployment_has_no_batch_parts(default_synth: Synthesized) -
     default_synth.inference.resource_count_is("AWS::StepFunctions::StateMachine", 0)
     default_synth.inference.resource_count_is("AWS::Lambda::Function", 1)
     assert not [key for key in default_synth.inference_json["Outputs"] if key.startswith("Batch")]
+
+
+def test_the_batch_resources_keep_the_logical_ids_they_were_deployed_with(batch: Synthesized) -> None:
+    # A changed logical ID makes CloudFormation replace the resource: a new state machine ARN,
+    # an emptied log group. The IDs date from when one construct held the whole batch feature.
+    expected = {
+        "BatchFunctionLogGroup8E6655A7": "AWS::Logs::LogGroup",
+        "BatchFunctionRole51C30A4A": "AWS::IAM::Role",
+        "BatchFunctionD66237ED": "AWS::Lambda::Function",
+        "BatchStateMachineLogGroupCF6D492C": "AWS::Logs::LogGroup",
+        "BatchStateMachineRole4E30FD04": "AWS::IAM::Role",
+        "BatchStateMachineA1FF2995": "AWS::StepFunctions::StateMachine",
+        "BatchChildExecutionsPolicyC1472F7D": "AWS::IAM::Policy",
+    }
+    batch_resources = {
+        logical_id: resource["Type"]
+        for logical_id, resource in batch.inference_json["Resources"].items()
+        if logical_id.startswith("Batch")
+    }
+
+    assert batch_resources == expected
 
 
 def test_every_output_the_batch_command_reads_is_emitted(batch: Synthesized) -> None:

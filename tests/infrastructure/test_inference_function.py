@@ -204,3 +204,17 @@ def test_reserved_and_provisioned_concurrency_when_asked(synthesized: Callable[[
         "AWS::Lambda::Alias",
         {"Name": "live", "ProvisionedConcurrencyConfig": {"ProvisionedConcurrentExecutions": 2}},
     )
+
+
+def test_the_function_its_role_log_group_and_alias_keep_their_logical_ids(default_synth: Synthesized) -> None:
+    # A changed logical ID makes CloudFormation replace the resource (a new function, an emptied
+    # log group), however the constructs that build them are arranged.
+    expected = {
+        "InferenceFunctionCC679B89": "AWS::Lambda::Function",
+        "InferenceFunctionRole0B2EEEA5": "AWS::IAM::Role",
+        "InferenceFunctionLogGroupF2643D81": "AWS::Logs::LogGroup",
+        "InferenceFunctionAliaslive10ADA547": "AWS::Lambda::Alias",
+    }
+    resources = default_synth.inference_json["Resources"]
+
+    assert {logical_id: resources[logical_id]["Type"] for logical_id in expected} == expected

@@ -1,0 +1,66 @@
+"""The batch function: the API's image started with the batch entry point, reading the input prefixes."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from lambda_src.contract import BATCH_HANDLER
+from stacks.batch_locations import BatchLocations
+from stacks.config import Architecture
+from stacks.container_function import ContainerFunction
+from stacks.nag import acknowledge_statement_wildcards
+
+
+class BatchFunction(ContainerFunction):
+    """Classifies one Distributed Map batch of S3 images per invocation; writes nothing to S3.
+
+    Its role reads the model's objects and the images under the input prefixes only.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        model_bucket: s3.IBucket,
+        model_prefix: str,
+        model_name: str,
+        architecture: Architecture,
+        locations: BatchLocations,
+        memory_size_mb: int,
+        timeout: Duration,
+        log_retention: logs.RetentionDays,
+    ) -> None:
+        super().__init__(
+            scope,
+            construct_id,
+            description="Batch image classification: one Distributed Map batch of S3 images per invocation",
+            role_description=(
+                "Batch function: read one model's artifacts and the input images, write its own logs"
+            ),
+            policy_name="BatchFunction",
+            model_bucket=model_bucket,
+            model_prefix=model_prefix,
+            model_name=model_name,
+            model_version="latest",  # a default only: each job names its resolved version
+            architecture=architecture,
+            memory_size_mb=memory_size_mb,
+            timeout=timeout,
+            log_retention=log_retention,
+            statements=[
+                iam.PolicyStatement(
+                    sid="ReadInputImages", actions=["s3:GetObject"], resources=locations.input_objects()
+                )
+            ],
+            command=[BATCH_HANDLER],
+        )
+        acknowledge_statement_wildcards(
+            self.role,
+            statement_sid="ReadInputImages",
+            reason="Read access is limited to the configured input prefixes (context batch_input_prefixes); "
+            "the images under them are not known at deploy time.",
+        )
