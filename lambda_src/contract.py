@@ -73,7 +73,7 @@ API_KEY_HEADER = "x-api-key"
 
 
 class StackOutput(StrEnum):
-    """The inference stack's CloudFormation outputs that the client and the smoke test read."""
+    """The inference stack's CloudFormation outputs, named once for the stack and for whoever reads them."""
 
     ENDPOINT_URL = "EndpointUrl"  # the API's base URL: POST <url>predict, GET <url>health
     MODEL_STORE_URI = "ModelStoreUri"  # s3://<bucket>/<prefix>, where `publish` writes
@@ -81,6 +81,14 @@ class StackOutput(StrEnum):
     MODEL_VERSION = "ModelVersion"
     AUTH_MODE = "AuthMode"
     API_KEY_ID = "ApiKeyId"  # only with auth_mode api_key
+    # For people and scripts finding the deployment's parts.
+    MODEL_BUCKET_NAME = "ModelBucketName"
+    MODEL_LOCATION = "ModelLocation"  # s3://<bucket>/<prefix>/<model name>/: its versions and LATEST
+    FUNCTION_NAME = "FunctionName"
+    DASHBOARD_NAME = "DashboardName"
+    DEPLOYMENT_APPLICATION_NAME = "DeploymentApplicationName"
+    DEPLOYMENT_GROUP_NAME = "DeploymentGroupName"
+    ALARM_TOPIC_ARN = "AlarmTopicArn"  # only with alarm_email
     # Only with batch_inference true; the client's `batch` command reads them.
     BATCH_STATE_MACHINE_ARN = "BatchStateMachineArn"
     BATCH_INPUT_LOCATIONS = "BatchInputLocations"  # s3://bucket/prefix/ the jobs may read, comma-separated

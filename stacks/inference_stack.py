@@ -162,7 +162,7 @@ class InferenceStack(Stack):
         ):
             keep_logical_id(resource, logical_id)
 
-    def _batch_outputs(self, config: DeploymentConfig) -> dict[str, tuple[str, str]]:
+    def _batch_outputs(self, config: DeploymentConfig) -> dict[StackOutput, tuple[str, str]]:
         batch = self.batch_state_machine
         if batch is None:
             return {}
@@ -196,12 +196,12 @@ class InferenceStack(Stack):
     def _add_outputs(self, config: DeploymentConfig, model_bucket: s3.IBucket) -> None:
         model_key_prefix = artifact_model_prefix(config.model_prefix, config.model_name)
         model_location = f"s3://{model_bucket.bucket_name}/{model_key_prefix}/"
-        outputs: dict[str, tuple[str, str]] = {
+        outputs: dict[StackOutput, tuple[str, str]] = {
             StackOutput.ENDPOINT_URL: (
                 self.api.rest_api.url,
                 "Base URL of the API: POST <url>predict, GET <url>health",
             ),
-            "ModelBucketName": (
+            StackOutput.MODEL_BUCKET_NAME: (
                 model_bucket.bucket_name,
                 "Bucket that holds the model artifacts",
             ),
@@ -209,7 +209,7 @@ class InferenceStack(Stack):
                 self.inference_function.model_store_uri,
                 "Model store to publish to (python -m model_training publish)",
             ),
-            "ModelLocation": (
+            StackOutput.MODEL_LOCATION: (
                 model_location,
                 "Where the served model's versions and LATEST pointer live",
             ),
@@ -222,25 +222,25 @@ class InferenceStack(Stack):
                 config.auth_mode.value,
                 "How callers authenticate: iam (SigV4), api_key or none",
             ),
-            "FunctionName": (
+            StackOutput.FUNCTION_NAME: (
                 self.inference_function.function.function_name,
                 "The inference function",
             ),
-            "DashboardName": (
+            StackOutput.DASHBOARD_NAME: (
                 self.dashboard.dashboard.dashboard_name,
                 "CloudWatch dashboard of this stack",
             ),
-            "DeploymentApplicationName": (
+            StackOutput.DEPLOYMENT_APPLICATION_NAME: (
                 self.rollout.deployment_group.application.application_name,
                 "CodeDeploy application that shifts the live alias",
             ),
-            "DeploymentGroupName": (
+            StackOutput.DEPLOYMENT_GROUP_NAME: (
                 self.rollout.deployment_group.deployment_group_name,
                 "CodeDeploy deployment group: aws deploy list-deployments --deployment-group-name <name>",
             ),
         }
         if self.alarms.topic is not None:
-            outputs["AlarmTopicArn"] = (
+            outputs[StackOutput.ALARM_TOPIC_ARN] = (
                 self.alarms.topic.topic_arn,
                 "SNS topic the alarms notify",
             )

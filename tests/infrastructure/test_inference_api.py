@@ -200,6 +200,15 @@ def test_outputs_for_callers_and_model_authors(default_synth: Synthesized, outpu
     assert outputs[output]["Description"]
 
 
+@pytest.mark.parametrize("variant", ["default", "api_key", "operations", "batch"])
+def test_every_output_is_named_in_the_contract(
+    synthesized: Callable[[str], Synthesized], variant: str
+) -> None:
+    outputs = synthesized(variant).inference_json["Outputs"]
+
+    assert set(outputs) <= set(StackOutput)
+
+
 def test_endpoint_url_is_the_stage_url_and_model_location_is_the_model_prefix(
     default_synth: Synthesized,
 ) -> None:
@@ -222,12 +231,14 @@ def test_every_output_the_client_and_smoke_test_read_is_emitted(
     assert synth.config.auth_mode == auth_mode
     outputs = synth.inference_json["Outputs"]
     # Then it emits every StackOutput, ApiKeyId exactly when callers need a key (and the batch
-    # outputs only with batch inference, test_batch_inference.py)
+    # outputs only with batch inference, test_batch_inference.py; AlarmTopicArn only with an
+    # alarm e-mail address, test_operations.py)
     expected = {
         output
         for output in StackOutput
         if (output != StackOutput.API_KEY_ID or auth_mode == AuthMode.API_KEY)
         and output not in BATCH_STACK_OUTPUTS
+        and output != StackOutput.ALARM_TOPIC_ARN
     }
     assert expected == set(StackOutput) & set(outputs)
     assert outputs[StackOutput.AUTH_MODE]["Value"] == auth_mode.value
