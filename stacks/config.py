@@ -489,7 +489,7 @@ class DeploymentConfig:
             "subscription mail",
         ),
     )
-    # Batch inference (opt-in): stacks/batch_inference.py, docs/batch.md.
+    # Batch inference (opt-in): stacks/batch_function.py and stacks/batch_state_machine.py, docs/batch.md.
     batch_inference: bool = field(
         default=False,
         metadata=about(
