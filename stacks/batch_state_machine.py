@@ -1,7 +1,7 @@
 """The batch state machine: a Standard workflow whose Distributed Map fans batches of images out to
 the batch function (stacks/batch_function.py).
 
-The job's execution input (the client's `batch` command writes it; docs in the README):
+The job's execution input (the client's `batch` command writes it; docs/batch.md):
 
     {"source": "prefix" | "csv" | "json",   "prefix": "<key prefix>" | "key": "<manifest key>",
      "model_version": "latest" | "<version>", "max_concurrency": <1..the configured maximum>}
