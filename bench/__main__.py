@@ -61,7 +61,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, Path, bool]:
     parser.add_argument("--models", nargs="+", choices=MODELS, help=f"default: all ({', '.join(MODELS)})")
     parser.add_argument("--output-dir", type=Path, help="default: bench/results (a temp folder with --quick)")
     parser.add_argument("--batch-size", type=int, default=8, help="images per batch request (default 8)")
-    parser.add_argument("--handler", default=DEFAULT_HANDLER, help="module:function (default %(default)s)")
+    parser.add_argument("--handler", default=DEFAULT_HANDLER, help="module.function (default %(default)s)")
     parser.add_argument("--no-plot", action="store_true", help="skip latency.png")
     args = parser.parse_args(argv)
     amounts = QUICK if args.quick else FULL

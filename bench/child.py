@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.events import lambda_context
+from lambda_src.contract import API_HANDLER
 
-DEFAULT_HANDLER = "lambda_src.handler:lambda_handler"
+DEFAULT_HANDLER = API_HANDLER  # `module.function`, as Lambda's handler setting spells it
 # Modules whose presence in a serving process tells whether it imports more than it needs.
 WATCHED_MODULES = ("boto3", "botocore", "aws_lambda_powertools", "torch._dynamo", "matplotlib", "numpy")
 
@@ -28,8 +29,8 @@ class BenchFailure(RuntimeError):
 
 
 def import_handler(spec: str = DEFAULT_HANDLER) -> Handler:
-    """Import `module:function` (this runs the function's init, as the Lambda runtime does)."""
-    module_name, _, function_name = spec.partition(":")
+    """Import `module.function` (or `module:function`); this runs its init, as the Lambda runtime does."""
+    module_name, _, function_name = spec.rpartition(":" if ":" in spec else ".")
     module = importlib.import_module(module_name)
     return getattr(module, function_name)
 

@@ -12,7 +12,7 @@ import json
 import time
 from typing import Any
 
-from lambda_src.contract import JSON_MEDIA_TYPE, PREDICT_PATH
+from lambda_src.contract import JPEG_MEDIA_TYPE, JSON_MEDIA_TYPE, PREDICT_PATH
 from local_endpoint.gateway import HttpRequest, build_event, new_request_id
 from local_endpoint.lambda_context import FunctionSettings, LambdaContext, new_context
 
@@ -31,7 +31,7 @@ def predict_event(body: bytes, content_type: str) -> dict[str, Any]:
     return build_event(request, request_id=new_request_id(), now_s=time.time(), server_port=443)
 
 
-def raw_image_event(image: bytes, content_type: str = "image/jpeg") -> dict[str, Any]:
+def raw_image_event(image: bytes, content_type: str = JPEG_MEDIA_TYPE) -> dict[str, Any]:
     """POST /predict with the image bytes as the body."""
     return predict_event(image, content_type)
 

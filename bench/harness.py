@@ -28,7 +28,7 @@ from bench.artifacts import S3_PREFIX, VERSION, PublishedModel, large_photo_jpeg
 from bench.child import DEFAULT_HANDLER
 from bench.latency_proxy import LatencyProxy, Link
 from bench.stats import summarise_s
-from lambda_src.artifact import LATEST
+from lambda_src.artifact import LATEST, s3_store_uri
 from lambda_src.contract import ENV_MODEL_NAME, ENV_MODEL_STORE, ENV_MODEL_VERSION
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -163,7 +163,7 @@ class Bench:
         self.large_photo_path.write_bytes(large_photo_jpeg())
 
     def store_uri(self, store: str) -> str:
-        return str(self.local_store) if store == "local" else f"s3://{BUCKET}/{S3_PREFIX}"
+        return str(self.local_store) if store == "local" else s3_store_uri(BUCKET, S3_PREFIX)
 
     def env(self, model: PublishedModel, store: str) -> dict[str, str]:
         return child_env(self.store_uri(store), model.model_name, self.s3_endpoint)

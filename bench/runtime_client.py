@@ -29,7 +29,6 @@ from bench.harness import MODELS, Bench, function_env, published_models, setting
 from bench.report import runtime_client_table
 from bench.stats import summarise_s
 from lambda_rehearsal.function import (
-    HANDLER,
     UNPRIVILEGED_USER,
     Function,
     build_task_root,
@@ -37,6 +36,7 @@ from lambda_rehearsal.function import (
     make_writable,
     runs_unprivileged,
 )
+from lambda_src.contract import API_HANDLER
 
 # Generous: the bench times the function; the rehearsal tests hold it to the deployed timeout.
 INVOCATION_TIMEOUT_S = 60.0
@@ -68,7 +68,7 @@ def measure_runtime_client(
                 runs[store].append(first_start(task_root, folder, environment, photo))
     finally:
         make_writable(task_root)
-    result: dict[str, Any] = {"command": f"python -m awslambdaric {HANDLER}", "runs_as": runs_as()}
+    result: dict[str, Any] = {"command": f"python -m awslambdaric {API_HANDLER}", "runs_as": runs_as()}
     for store, timings in runs.items():
         result[store] = {
             "init_s": summarise_s([init_s for init_s, _ in timings]),

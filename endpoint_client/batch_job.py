@@ -32,7 +32,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from endpoint_client.batch_cost import BenchFiguresMissing, estimate_cost, measured_speed
 from endpoint_client.stack_outputs import DEFAULT_STACK, StackError, read_stack_outputs
-from lambda_src.artifact import Manifest, check_name, manifest_key
+from lambda_src.artifact import LATEST, Manifest, check_name, manifest_key
 from lambda_src.contract import StackOutput
 from lambda_src.errors import ModelArtifactError
 from lambda_src.model_store import open_store, resolve_version
@@ -279,7 +279,7 @@ def add_batch_command(subparsers: argparse._SubParsersAction) -> None:
         "--input", required=True, help="s3://bucket/prefix, a .csv/.json manifest of keys, or a folder"
     )
     command.add_argument("--output", help="s3://<BatchOutputLocation><job name> (default: a timestamp)")
-    command.add_argument("--model-version", default="latest", help="a published version (default: latest)")
+    command.add_argument("--model-version", default=LATEST, help=f"a published version (default: {LATEST})")
     command.add_argument(
         "--concurrency", type=int, help="child executions at once (default: the stack's maximum)"
     )

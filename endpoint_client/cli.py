@@ -36,7 +36,7 @@ from endpoint_client.smoke_test import (
 )
 from endpoint_client.stack_outputs import DEFAULT_STACK, StackError
 from lambda_src.artifact import LATEST
-from lambda_src.contract import API_KEY_HEADER, AuthMode
+from lambda_src.contract import API_KEY_HEADER, DEFAULT_TOP_K, AuthMode
 
 PROG = "python -m endpoint_client"
 EXIT_PASSED = 0
@@ -90,7 +90,9 @@ def add_predict_command(subparsers: argparse._SubParsersAction) -> None:
     command.add_argument(
         "--json", action="store_true", help="send the JSON base64 format instead of raw bytes"
     )
-    command.add_argument("--top-k", type=positive_int, help="how many classes to return (server default: 5)")
+    command.add_argument(
+        "--top-k", type=positive_int, help=f"how many classes to return (server default: {DEFAULT_TOP_K})"
+    )
     command.add_argument(
         "--auth",
         type=_auth_argument,

@@ -24,7 +24,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from lambda_src.contract import API_KEY_HEADER, HEALTH_PATH, JSON_MEDIA_TYPE, PREDICT_PATH, AuthMode
+from lambda_src.contract import (
+    API_KEY_HEADER,
+    HEALTH_PATH,
+    JPEG_MEDIA_TYPE,
+    JSON_MEDIA_TYPE,
+    PNG_MEDIA_TYPE,
+    PREDICT_PATH,
+    WEBP_MEDIA_TYPE,
+    AuthMode,
+)
 
 SIGV4_SERVICE = "execute-api"
 DEFAULT_TIMEOUT_SECONDS = 35.0  # a little above API Gateway's 29 s integration timeout
@@ -33,9 +42,11 @@ USER_AGENT = "pytorch-lambda-inference-client/1"
 DEPRECATED_AUTH_SPELLINGS = {"api-key": AuthMode.API_KEY}
 
 _EXECUTE_API_HOST = re.compile(r"\.execute-api\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
-_SIGNATURES = (  # magic bytes of the formats the API accepts
-    (b"\xff\xd8\xff", "image/jpeg"),
-    (b"\x89PNG\r\n\x1a\n", "image/png"),
+# The formats the API accepts, by how their bytes start: (offset, magic bytes) marks that all match.
+_SIGNATURES: tuple[tuple[tuple[tuple[int, bytes], ...], str], ...] = (
+    (((0, b"\xff\xd8\xff"),), JPEG_MEDIA_TYPE),
+    (((0, b"\x89PNG\r\n\x1a\n"),), PNG_MEDIA_TYPE),
+    (((0, b"RIFF"), (8, b"WEBP")), WEBP_MEDIA_TYPE),
 )
 
 
@@ -79,12 +90,10 @@ def auth_mode(value: str) -> AuthMode:
 
 
 def image_content_type(data: bytes) -> str:
-    """image/jpeg, image/png or image/webp from the bytes themselves, or EndpointError."""
-    for signature, content_type in _SIGNATURES:
-        if data.startswith(signature):
-            return content_type
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
+    """The contract's media type of a JPEG, PNG or WebP from the bytes themselves, or EndpointError."""
+    for marks, media_type in _SIGNATURES:
+        if all(data.startswith(magic, offset) for offset, magic in marks):
+            return media_type
     raise EndpointError(
         "the file is not a JPEG, PNG or WebP image (the formats the endpoint accepts); "
         "give --content-type to send it anyway"

@@ -24,7 +24,7 @@ from typing import Any
 from endpoint_client.client import DEFAULT_TIMEOUT_SECONDS, EndpointError, health, predict, route_url
 from endpoint_client.stack_outputs import StackError, read_stack_outputs
 from lambda_src.artifact import LATEST, latest_key
-from lambda_src.contract import HEALTH_PATH, AuthMode, StackOutput
+from lambda_src.contract import HEALTH_PATH, PREDICT_PATH, AuthMode, StackOutput
 
 DEFAULT_PREDICT_REQUESTS = 5
 
@@ -255,7 +255,7 @@ def _check_prediction(response: dict[str, Any], target: SmokeTarget, served_vers
     model = response.get("model") if isinstance(response, dict) else None
     if not isinstance(model, dict):
         raise SmokeTestFailure(f"POST /predict answered without the served model: {str(response)[:300]}")
-    _check_model(model, target, "POST /predict")
+    _check_model(model, target, f"POST {PREDICT_PATH}")
     if model.get("version") != served_version:
         raise SmokeTestFailure(
             f"POST /predict was answered by model version {model.get('version')!r} while /health said "

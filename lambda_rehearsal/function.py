@@ -22,8 +22,8 @@ from typing import Any
 
 from lambda_rehearsal.image_build import copied_files
 from lambda_rehearsal.runtime_api import RuntimeApi
+from lambda_src.contract import API_HANDLER
 
-HANDLER = "lambda_src.handler.lambda_handler"  # the Dockerfile's CMD (checked in tests/runtime)
 UNPRIVILEGED_USER = "nobody"  # the image runs as a non-root user; so does the rehearsal, when it can
 
 
@@ -111,7 +111,7 @@ class Function:
         *,
         work_dir: Path,
         timeout_s: float,
-        handler: str = HANDLER,
+        handler: str = API_HANDLER,
     ) -> None:
         self.api = RuntimeApi(timeout_s=timeout_s)
         self.log_path = work_dir / "function.log"

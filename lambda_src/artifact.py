@@ -56,6 +56,11 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def s3_store_uri(bucket: str, prefix: str) -> str:
+    """The URI of a model store in S3, `s3://bucket/prefix` (the function's MODEL_STORE, ModelStoreUri)."""
+    return f"s3://{bucket}/{prefix.strip('/')}".rstrip("/")
+
+
 def model_prefix(prefix: str, model_name: str) -> str:
     """Key prefix under which every version of a model lives (no trailing slash)."""
     return "/".join(part for part in (prefix.strip("/"), check_name("model name", model_name)) if part)

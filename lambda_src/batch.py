@@ -25,12 +25,12 @@ import torch
 
 from lambda_src.artifact import LATEST, check_name
 from lambda_src.classifier import ImageClassifier
+from lambda_src.contract import DEFAULT_TOP_K
 from lambda_src.errors import ApiError, NotFound, PayloadTooLarge
 from lambda_src.loader import LoadedModel, load_model
 from lambda_src.model_store import S3_MISSING_CODES, ModelLocation, open_store, resolve_version, s3_error_code
 from lambda_src.settings import RuntimeSettings
 
-DEFAULT_TOP_K = 5
 MAX_TOP_K = 20  # keeps each line, and a batch's returned lines, small (Step Functions: 256 KB per state)
 MAX_IMAGE_BYTES = 20 * 1024 * 1024  # a larger object is refused before its bytes are read
 FORWARD_BATCH = 8  # input tensors per forward pass: bounds the memory of a batch of any size

@@ -48,11 +48,15 @@ class Metric(StrEnum):
     MODEL_LOAD_FAILURES = "ModelLoadFailures"  # count, per failed load attempt
 
 
-# HTTP API: routes and media types.
+# HTTP API: routes, media types and the default of `?top_k=`.
 PREDICT_PATH = "/predict"
 HEALTH_PATH = "/health"
 JSON_MEDIA_TYPE = "application/json"
-IMAGE_MEDIA_TYPES = ("image/jpeg", "image/png", "image/webp")  # also the API's binary media types
+JPEG_MEDIA_TYPE = "image/jpeg"
+PNG_MEDIA_TYPE = "image/png"
+WEBP_MEDIA_TYPE = "image/webp"
+IMAGE_MEDIA_TYPES = (JPEG_MEDIA_TYPE, PNG_MEDIA_TYPE, WEBP_MEDIA_TYPE)  # also the API's binary media types
+DEFAULT_TOP_K = 5  # classes per image when the request does not say (batch jobs too)
 
 # Platform payload limits.
 LAMBDA_MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # synchronous invoke request and response, base64 included
@@ -101,5 +105,13 @@ class StackOutput(StrEnum):
 # The outputs the inference stack emits only with batch_inference true.
 BATCH_STACK_OUTPUTS = frozenset(output for output in StackOutput if output.name.startswith("BATCH_"))
 
-# The batch function: the same image as the API function, started with this entry point.
+# The image's entry points, as Lambda's `_HANDLER` spells them (`module.function`). The API
+# function runs the Dockerfile's CMD, API_HANDLER (tests/runtime checks the Dockerfile); the
+# batch function is the same image started with BATCH_HANDLER.
+API_HANDLER = "lambda_src.handler.lambda_handler"
 BATCH_HANDLER = "lambda_src.batch_handler.lambda_handler"
+
+
+def handler_module(handler: str) -> str:
+    """The module of a `module.function` entry point: what to import to run its init."""
+    return handler.rpartition(".")[0]

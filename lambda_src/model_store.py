@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
-from lambda_src.artifact import LATEST, WEIGHTS_FILE, check_name, latest_key, manifest_key
+from lambda_src.artifact import LATEST, WEIGHTS_FILE, check_name, latest_key, manifest_key, s3_store_uri
 from lambda_src.contract import ENV_MODEL_NAME, ENV_MODEL_STORE, ENV_MODEL_VERSION
 from lambda_src.errors import ArtifactNotFound, ManifestError, ModelArtifactError, NotPublished
 
@@ -175,7 +175,7 @@ class S3ModelStore:
     def __init__(self, bucket: str, prefix: str, client: Any | None = None) -> None:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
-        self.store_uri = f"s3://{bucket}/{self.prefix}".rstrip("/")
+        self.store_uri = s3_store_uri(bucket, self.prefix)
         self._client = client
         self._part_client = client  # a client given to the store serves the parts too
 

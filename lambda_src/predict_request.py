@@ -15,10 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from lambda_src.api_gateway import ApiRequest, check_body_size, read_body
-from lambda_src.contract import IMAGE_MEDIA_TYPES, JSON_MEDIA_TYPE
+from lambda_src.contract import DEFAULT_TOP_K, IMAGE_MEDIA_TYPES, JSON_MEDIA_TYPE
 from lambda_src.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
-DEFAULT_TOP_K = 5
 ACCEPTED_MEDIA_TYPES = (JSON_MEDIA_TYPE, *IMAGE_MEDIA_TYPES)
 
 _DATA_URL_PREFIX = re.compile(r"^data:[A-Za-z0-9.+/-]*(;[A-Za-z0-9=.+-]*)*;base64,")

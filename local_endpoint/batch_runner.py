@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 
 from tqdm import tqdm
 
+from lambda_src.artifact import LATEST
 from lambda_src.batch import BatchWorker, FolderImages, ImageSource, ModelCache, S3Images, is_image_key
 from lambda_src.settings import RuntimeSettings
 
@@ -87,7 +88,7 @@ def run_local_batch(
     images: LocalInput,
     output: Path,
     *,
-    version: str = "latest",
+    version: str = LATEST,
     images_per_batch: int = DEFAULT_IMAGES_PER_BATCH,
     workers: int = DEFAULT_WORKERS,
     progress: IO[str] | None = sys.stderr,

@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from lambda_src.artifact import LATEST
 from lambda_src.contract import (
+    API_HANDLER,
     ENV_MODEL_NAME,
     ENV_MODEL_STORE,
     ENV_MODEL_VERSION,
     ENV_POWERTOOLS_METRICS_DISABLED,
+    handler_module,
 )
 from lambda_src.model_store import ModelLocation, parse_store_uri
 from local_endpoint.lambda_context import FunctionSettings
@@ -31,7 +33,7 @@ if TYPE_CHECKING:  # importing it loads torch: only the handler module should, w
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
-HANDLER_MODULE = "lambda_src.handler"
+HANDLER_MODULE = handler_module(API_HANDLER)
 
 
 def location_from_args(args: argparse.Namespace) -> ModelLocation:

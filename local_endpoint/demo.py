@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from lambda_src.artifact import LATEST
+from lambda_src.contract import HEALTH_PATH, JPEG_MEDIA_TYPE, JSON_MEDIA_TYPE, PREDICT_PATH
 from lambda_src.model_store import ModelLocation, open_store, published_version
 from local_endpoint.cli import add_serving_options, location_from_args, run
 from local_endpoint.server import LocalEndpoint
@@ -75,10 +76,10 @@ def curl_lines(url: str, image: Path) -> list[str]:
     """The commands to try, exactly as printed (CI runs the lines that start with `curl`)."""
     path = shlex.quote(shown_path(image))
     return [
-        f"curl -s {url}/health",
-        f"curl -s -H 'Content-Type: image/jpeg' --data-binary @{path} {url}/predict",
-        f"curl -s -H 'Content-Type: application/json' "
-        f'-d "{{\\"image\\": \\"$(base64 < {path} | tr -d \'\\n\')\\"}}" \'{url}/predict?top_k=2\'',
+        f"curl -s {url}{HEALTH_PATH}",
+        f"curl -s -H 'Content-Type: {JPEG_MEDIA_TYPE}' --data-binary @{path} {url}{PREDICT_PATH}",
+        f"curl -s -H 'Content-Type: {JSON_MEDIA_TYPE}' "
+        f'-d "{{\\"image\\": \\"$(base64 < {path} | tr -d \'\\n\')\\"}}" \'{url}{PREDICT_PATH}?top_k=2\'',
     ]
 
 

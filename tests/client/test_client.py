@@ -29,7 +29,7 @@ from endpoint_client.client import (
     predict,
     region_from_url,
 )
-from lambda_src.contract import API_KEY_HEADER, AuthMode
+from lambda_src.contract import API_KEY_HEADER, IMAGE_MEDIA_TYPES, AuthMode
 from model_training.cli import main as model_training_main
 
 ANSWER = {
@@ -122,11 +122,24 @@ def test_the_json_format_sends_the_image_as_base64(server: RecordingServer, tmp_
     assert json.loads(request.body) == {"image": base64.b64encode(path.read_bytes()).decode()}
 
 
-@pytest.mark.parametrize(("image_format", "content_type"), [("JPEG", "image/jpeg"), ("WEBP", "image/webp")])
+@pytest.mark.parametrize(
+    ("image_format", "content_type"), [("JPEG", "image/jpeg"), ("PNG", "image/png"), ("WEBP", "image/webp")]
+)
 def test_the_content_type_comes_from_the_image_bytes(image_format: str, content_type: str) -> None:
     buffer = io.BytesIO()
     Image.new("RGB", (8, 8)).save(buffer, format=image_format)
     assert image_content_type(buffer.getvalue()) == content_type
+
+
+def test_sniffing_names_every_media_type_the_api_accepts_and_nothing_else() -> None:
+    samples = {}
+    for image_format in ("JPEG", "PNG", "WEBP"):
+        buffer = io.BytesIO()
+        Image.new("RGB", (8, 8)).save(buffer, format=image_format)
+        samples[image_format] = image_content_type(buffer.getvalue())
+    assert sorted(samples.values()) == sorted(IMAGE_MEDIA_TYPES)
+    with pytest.raises(EndpointError):
+        image_content_type(b"RIFF\x24\x00\x00\x00WAVEfmt ")  # a RIFF container, but sound
 
 
 def test_a_file_of_another_format_is_refused_unless_a_content_type_is_given(

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import torch
 
-from lambda_rehearsal.function import HANDLER, Function, build_task_root, make_writable
-from lambda_src.contract import ENV_MODEL_STORE
+from lambda_rehearsal.function import Function, build_task_root, make_writable
+from lambda_src.contract import API_HANDLER, ENV_MODEL_STORE
 from tests.infrastructure.conftest import Synthesized
 from tests.infrastructure.test_inference_function import function_properties
 from tests.runtime.support import make_manifest, state_dict_bytes, train_tiny_model
@@ -92,7 +92,7 @@ def start_function(
     """start_function(store=..., **environment) -> a running execution environment, init done."""
     started: list[Function] = []
 
-    def start(*, store: Path | str, handler: str = HANDLER, **overrides: Any) -> Function:
+    def start(*, store: Path | str, handler: str = API_HANDLER, **overrides: Any) -> Function:
         work_dir = Path(tempfile.mkdtemp(prefix="function-", dir=shared_dir))
         work_dir.chmod(0o755)
         environment = {

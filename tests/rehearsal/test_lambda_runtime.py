@@ -15,8 +15,7 @@ from typing import Any
 
 import pytest
 
-from lambda_rehearsal.function import HANDLER
-from lambda_src.contract import ENV_MODEL_NAME
+from lambda_src.contract import API_HANDLER, ENV_MODEL_NAME
 from lambda_src.model_store import STORE_CALL_BOUND_S
 from model_training.publishing import publish
 from tests.rehearsal.conftest import FunctionConfig, StartFunction
@@ -77,7 +76,7 @@ def test_a_model_published_after_start_is_served_health_and_predict(
 def test_a_broken_handler_string_is_an_init_error_reported_to_lambda(
     start_function: StartFunction, empty_store: Path, handler: str, error_type: str
 ) -> None:
-    assert handler != HANDLER
+    assert handler != API_HANDLER
     function = start_function(store=empty_store, handler=handler)
     assert function.api.init_error is not None
     assert function.api.init_error["errorType"] == error_type

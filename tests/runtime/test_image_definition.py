@@ -30,6 +30,7 @@ from lambda_rehearsal.image_build import (
     pip_installs,
     requirement_pins,
 )
+from lambda_src.contract import API_HANDLER
 
 # Where the image runs: Lambda's Linux, the base image's Python.
 LAMBDA_PLATFORM = {"platform_system": "Linux", "sys_platform": "linux", "python_version": "3.12", "extra": ""}
@@ -144,6 +145,7 @@ def test_cmd_names_the_real_handler_function_in_the_package_the_image_copies(
 ) -> None:
     cmd = next(arg for kind, arg in instructions() if kind == "CMD")
     (target,) = json.loads(cmd)
+    assert target == API_HANDLER  # what the local endpoint, the rehearsal and the bench run
     module_name, _, function_name = target.rpartition(".")
     assert module_name.split(".")[0] == "lambda_src"  # the COPY destination folder's name
     # Importing the handler loads the model from the environment: make sure it names none.

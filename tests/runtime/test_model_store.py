@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from lambda_src.artifact import s3_store_uri
 from lambda_src.model_store import (
     LocalModelStore,
     ModelStore,
@@ -32,6 +33,20 @@ from .support import Publication, publish
 )
 def test_store_uris_parse_to_a_bucket_and_prefix_or_a_folder(uri: str, parsed: StoreUri) -> None:
     assert parse_store_uri(uri) == parsed
+
+
+@pytest.mark.parametrize(
+    ("bucket", "prefix", "uri"),
+    [
+        ("bucket", "models", "s3://bucket/models"),
+        ("bucket", "/a/b/", "s3://bucket/a/b"),
+        ("bucket", "", "s3://bucket"),
+    ],
+)
+def test_the_s3_store_uri_is_written_one_way_and_parses_back(bucket: str, prefix: str, uri: str) -> None:
+    assert s3_store_uri(bucket, prefix) == uri
+    assert parse_store_uri(uri) == StoreUri(bucket, prefix.strip("/"))
+    assert S3ModelStore(bucket, prefix).store_uri == uri
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,8 @@ import yaml
 from openapi_spec_validator import validate
 
 from lambda_src import errors
-from lambda_src.predict_request import ACCEPTED_MEDIA_TYPES, DEFAULT_TOP_K
+from lambda_src.contract import DEFAULT_TOP_K
+from lambda_src.predict_request import ACCEPTED_MEDIA_TYPES
 from lambda_src.service import ROUTES, InferenceService
 from lambda_src.settings import RuntimeSettings
 
