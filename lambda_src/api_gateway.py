@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from lambda_src.contract import JSON_MEDIA_TYPE
+from lambda_src.contract import IMAGE_MEDIA_TYPES, JSON_MEDIA_TYPE
 from lambda_src.errors import ApiError, BadRequest, PayloadTooLarge
 
 _RESPONSE_HEADERS = {
@@ -124,30 +124,29 @@ def _request_id(event: Mapping[str, Any]) -> str:
     return request_id if isinstance(request_id, str) else ""
 
 
-def check_body_size(request: ApiRequest, *, max_bytes: int) -> None:
-    """PayloadTooLarge if the body as received (base64 included) is over `max_bytes`."""
-    size = len(request.body or "")
-    if size > max_bytes:
-        raise PayloadTooLarge(
-            f"the request body is {size:,} bytes as sent (base64 included); the limit is {max_bytes:,}"
-        )
-
-
 def read_body(request: ApiRequest, *, max_bytes: int) -> bytes:
-    """The body's bytes, size-checked before anything is decoded."""
-    check_body_size(request, max_bytes=max_bytes)
+    """The body's bytes as the client sent them, whatever its media type; size-checked first.
+
+    The size counts the body as received (base64 included), before anything is decoded.
+    A text body of a binary media type (an image sent without base64) carries one byte per
+    character; any other text body arrived decoded from UTF-8 and is encoded back the same way.
+    """
     body = request.body or ""
+    if len(body) > max_bytes:
+        raise PayloadTooLarge(
+            f"the request body is {len(body):,} bytes as sent (base64 included); the limit is {max_bytes:,}"
+        )
     if request.is_base64_encoded:
         try:
             return base64.b64decode(body, validate=True)
         except (binascii.Error, ValueError):
             raise BadRequest("the request body is marked base64-encoded but is not valid base64") from None
-    # Text bodies: a string of byte-valued characters carries the bytes as they were sent;
-    # anything else was decoded from UTF-8 on the way in, so encode it back the same way.
-    try:
-        return body.encode("latin-1")
-    except UnicodeEncodeError:
-        return body.encode("utf-8", errors="surrogatepass")
+    if request.media_type() in IMAGE_MEDIA_TYPES:  # the API's binary media types
+        try:
+            return body.encode("latin-1")
+        except UnicodeEncodeError:
+            pass  # characters past one byte: it was text after all
+    return body.encode("utf-8", errors="surrogatepass")
 
 
 def json_response(status: int, payload: Any, headers: Mapping[str, str] | None = None) -> dict[str, Any]:

@@ -3,8 +3,9 @@
 As in TorchServe's handlers and the SageMaker inference toolkit, `load` is
 `lambda_src.loader.load_model`; an `ImageClassifier` over its result turns image
 bytes into the model's input (`input`), runs one forward pass (`predict`) and
-builds the response body (`output`). `ModelInput` is the input verb without a
-model, so training validates on exactly what the endpoint would feed the model.
+builds the response body (`output`); it also describes the model for `GET /health`
+(`health`). `ModelInput` is the input verb without a model, so training validates on
+exactly what the endpoint would feed the model.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 from lambda_src.artifact import Preprocessing
 from lambda_src.images import decode_image
 from lambda_src.preprocessing import eval_transform
-from lambda_src.timing import PhaseTimer
+from lambda_src.timing import Phase, PhaseTimer
 
 if TYPE_CHECKING:
     from lambda_src.loader import LoadedModel
@@ -42,11 +43,11 @@ class ModelInput:
         self, data: bytes, *, what: str = "the image", timer: PhaseTimer | None = None
     ) -> torch.Tensor:
         """The (3, crop, crop) input for the image `data`; a 4xx `ApiError` naming `what` if unusable."""
-        with _phase(timer, "decode"):
+        with _phase(timer, Phase.DECODE):
             image = decode_image(
                 data, max_pixels=self.max_pixels, min_side=self.preprocessing.resize, what=what
             )
-        with _phase(timer, "preprocess"):
+        with _phase(timer, Phase.PREPROCESS):
             return self._transform(image)
 
 
@@ -67,11 +68,11 @@ class Prediction:
 
 
 class ImageClassifier:
-    """A loaded model's input, predict and output verbs; safe to share between threads."""
+    """A loaded model's input, predict and output verbs and its health body; safe to share between threads."""
 
     def __init__(self, model: LoadedModel, *, max_image_pixels: int) -> None:
         self.model = model
-        self.input = ModelInput(model.manifest.preprocessing, max_pixels=max_image_pixels)
+        self._model_input = ModelInput(model.manifest.preprocessing, max_pixels=max_image_pixels)
         # Concurrent forward passes would each start the full set of torch threads and
         # fight for the same CPUs; one at a time gives the same throughput, steadier latency.
         self._forward_lock = threading.Lock()
@@ -85,6 +86,19 @@ class ImageClassifier:
         """The name and version served, as responses show them."""
         manifest = self.model.manifest
         return {"name": manifest.model_name, "version": manifest.version}
+
+    def health(self) -> dict[str, Any]:
+        """The `GET /health` response body: the model served, its architecture and class count."""
+        manifest = self.model.manifest
+        model = {**self.model_id, "architecture": manifest.architecture, "num_classes": manifest.num_classes}
+        return {"status": "ok", "model": model}
+
+    def input(self, data: bytes, *, what: str = "the image", timer: PhaseTimer | None = None) -> torch.Tensor:
+        """The model's (3, crop, crop) input for the image `data`: decoded, then preprocessed.
+
+        The manifest's preprocessing applies; a 4xx `ApiError` naming `what` if the image is unusable.
+        """
+        return self._model_input(data, what=what, timer=timer)
 
     def capped_top_k(self, top_k: int) -> int:
         """`top_k` as served: asking for more classes than the model has means all of them."""

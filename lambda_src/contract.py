@@ -41,9 +41,12 @@ class Metric(StrEnum):
     CLIENT_ERRORS = "ClientErrors"  # count, 1 per request answered with a 4xx
     SERVER_ERRORS = "ServerErrors"  # count, 1 per request answered with a 5xx
     IMAGES_CLASSIFIED = "ImagesClassified"  # count, per successful predict
-    DECODE_LATENCY = "DecodeLatency"  # ms, per successful predict
-    PREPROCESS_LATENCY = "PreprocessLatency"  # ms, per successful predict
-    INFERENCE_LATENCY = "InferenceLatency"  # ms, per successful predict
+    # The phases of a successful predict, in ms: the request (body, JSON, base64) read into
+    # image bytes; the bytes decoded into pixels; pixels to the input tensor; the forward pass.
+    PARSE_LATENCY = "ParseLatency"
+    DECODE_LATENCY = "DecodeLatency"
+    PREPROCESS_LATENCY = "PreprocessLatency"
+    INFERENCE_LATENCY = "InferenceLatency"
     MODEL_LOAD_DURATION = "ModelLoadDuration"  # ms, per successful load
     MODEL_LOAD_FAILURES = "ModelLoadFailures"  # count, per failed load attempt
 

@@ -1,8 +1,13 @@
-"""Image bytes to an upright RGB picture, for JPEG, PNG and WebP only, within a pixel budget.
+"""Image bytes to an upright RGB picture: JPEG, PNG and WebP only, within a pixel budget.
 
-Only the three accepted formats' decoders ever see the bytes, and the pixel count is
-checked from the header before anything is decoded, so a decompression bomb costs
-nothing. Every failure is an `ApiError` (4xx) whose message names the image.
+The decode phase of the input verb (`ModelInput`: the API, batch jobs and training's
+validation); the API times it apart from parsing the request, as `DecodeLatency`.
+Only the three accepted formats' decoders see the bytes (other well-known formats are
+named from their signature for the 415), and the size is checked from the header before
+any pixel is decoded: over `max_pixels`, or too elongated to resize within it, the image
+is refused, so a decompression bomb costs nothing. JPEGs larger than the model needs are
+decoded at a reduced scale. Every failure is an `ApiError` (4xx) whose message names the
+image; training turns it into its own error for the file.
 """
 
 from __future__ import annotations

@@ -1,8 +1,12 @@
 """What a `POST /predict` asks for: image bytes and `top_k`, validated before any image is decoded.
 
-Accepted bodies:
+Accepted bodies, read the same way whatever their media type (`api_gateway.read_body`: size
+limit, base64 transport) and then parsed by it:
     application/json            {"image": "<base64>"} or {"images": ["<base64>", ...]}
     image/jpeg|png|webp         the image's bytes
+
+This is the request's parse phase; decoding the images into pixels comes after it
+(`ImageClassifier.input`, lambda_src.images).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from lambda_src.api_gateway import ApiRequest, check_body_size, read_body
+from lambda_src.api_gateway import ApiRequest, read_body
 from lambda_src.contract import DEFAULT_TOP_K, IMAGE_MEDIA_TYPES, JSON_MEDIA_TYPE
 from lambda_src.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
@@ -41,19 +45,26 @@ class PredictRequest:
 def parse_predict_request(request: ApiRequest, *, max_batch_size: int, max_body_bytes: int) -> PredictRequest:
     """The images and `top_k` of a predict request; a 4xx `ApiError` if anything is off."""
     top_k = parse_top_k(request.query)
+    media_type = accepted_media_type(request)
+    body = read_body(request, max_bytes=max_body_bytes)
+    if media_type == JSON_MEDIA_TYPE:
+        images = images_from_json(json_document(body), max_batch_size=max_batch_size)
+    elif body:
+        images = (ImageInput("the request body", body),)
+    else:
+        raise BadRequest(f"the request body is empty; send the image's bytes as {media_type}")
+    return PredictRequest(images=images, top_k=top_k)
+
+
+def accepted_media_type(request: ApiRequest) -> str:
+    """The request's media type if the API accepts it, else 415 (before the body is read)."""
     media_type = request.media_type()
     accepted = ", ".join(ACCEPTED_MEDIA_TYPES)
     if media_type is None:
         raise UnsupportedMediaType(f"the request has no Content-Type; send one of {accepted}")
-    if media_type == JSON_MEDIA_TYPE:
-        document = _json_body(request, max_body_bytes)
-        return PredictRequest(images=images_from_json(document, max_batch_size=max_batch_size), top_k=top_k)
-    if media_type in IMAGE_MEDIA_TYPES:
-        data = read_body(request, max_bytes=max_body_bytes)
-        if not data:
-            raise BadRequest(f"the request body is empty; send the image's bytes as {media_type}")
-        return PredictRequest(images=(ImageInput("the request body", data),), top_k=top_k)
-    raise UnsupportedMediaType(f"Content-Type {media_type!r:.80} is not accepted; send one of {accepted}")
+    if media_type not in ACCEPTED_MEDIA_TYPES:
+        raise UnsupportedMediaType(f"Content-Type {media_type!r:.80} is not accepted; send one of {accepted}")
+    return media_type
 
 
 def parse_top_k(query: Mapping[str, str]) -> int:
@@ -66,18 +77,14 @@ def parse_top_k(query: Mapping[str, str]) -> int:
     return int(raw)
 
 
-def _json_body(request: ApiRequest, max_body_bytes: int) -> object:
-    if request.is_base64_encoded:
-        raw: str | bytes = read_body(request, max_bytes=max_body_bytes)
-    else:
-        check_body_size(request, max_bytes=max_body_bytes)
-        raw = request.body or ""
-    if not raw.strip():
+def json_document(body: bytes) -> object:
+    """The JSON document of a body (UTF-8, as JSON is sent); 400 if empty or not JSON."""
+    if not body.strip():
         raise BadRequest(
             'the request body is empty; send {"image": "<base64>"} or {"images": ["<base64>", ...]}'
         )
     try:
-        return json.loads(raw)
+        return json.loads(body)
     except RecursionError:
         raise BadRequest("the request body is JSON nested too deeply") from None
     except ValueError as error:  # JSONDecodeError, UnicodeDecodeError, over-long numbers

@@ -27,13 +27,14 @@ from lambda_src.model_store import ModelLocation, ModelStore
 from lambda_src.predict_request import parse_predict_request
 from lambda_src.settings import RuntimeSettings
 from lambda_src.telemetry import Telemetry
-from lambda_src.timing import PhaseTimer
+from lambda_src.timing import Phase, PhaseTimer
 
 ROUTES = {PREDICT_PATH: "POST", HEALTH_PATH: "GET"}  # path -> the one method it accepts
 _PHASE_METRICS = {
-    "decode": Metric.DECODE_LATENCY,
-    "preprocess": Metric.PREPROCESS_LATENCY,
-    "inference": Metric.INFERENCE_LATENCY,
+    Phase.PARSE: Metric.PARSE_LATENCY,
+    Phase.DECODE: Metric.DECODE_LATENCY,
+    Phase.PREPROCESS: Metric.PREPROCESS_LATENCY,
+    Phase.INFERENCE: Metric.INFERENCE_LATENCY,
 }
 
 
@@ -144,26 +145,16 @@ class InferenceService:
         if request.method != allowed:
             raise MethodNotAllowed(f"{request.path} accepts {allowed} only, not {request.method:.20}")
         classifier = self.holder.get(wait=request.path != HEALTH_PATH)  # health never waits on a load
-        record.update(
-            model_name=classifier.model.manifest.model_name, model_version=classifier.model.manifest.version
-        )
+        model_id = classifier.model_id
+        record.update(model_name=model_id["name"], model_version=model_id["version"])
         if request.path == HEALTH_PATH:
-            return self._health(classifier)
+            return json_response(200, classifier.health())
         return self._predict(classifier, request, timer, record)
-
-    def _health(self, classifier: ImageClassifier) -> dict[str, Any]:
-        manifest = classifier.model.manifest
-        model = {
-            **classifier.model_id,
-            "architecture": manifest.architecture,
-            "num_classes": manifest.num_classes,
-        }
-        return json_response(200, {"status": "ok", "model": model})
 
     def _predict(
         self, classifier: ImageClassifier, request: ApiRequest, timer: PhaseTimer, record: dict[str, Any]
     ) -> dict[str, Any]:
-        with timer.phase("decode"):
+        with timer.phase(Phase.PARSE):
             parsed = parse_predict_request(
                 request,
                 max_batch_size=self.settings.max_batch_size,
@@ -172,7 +163,7 @@ class InferenceService:
         record.update(images=len(parsed.images), top_k=parsed.top_k)
         # One image at a time: only the small input tensors are kept.
         inputs = [classifier.input(item.data, what=item.name, timer=timer) for item in parsed.images]
-        with timer.phase("inference"):
+        with timer.phase(Phase.INFERENCE):
             ranked = classifier.predict(inputs, parsed.top_k)
         return json_response(200, classifier.output(ranked, parsed.top_k))
 

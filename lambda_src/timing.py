@@ -5,6 +5,16 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import StrEnum
+
+
+class Phase(StrEnum):
+    """The phases of a predict request, as its log line's `latency_ms` names them."""
+
+    PARSE = "parse"  # the body read (size, base64, JSON) into each image's encoded bytes
+    DECODE = "decode"  # encoded bytes to pixels (lambda_src.images)
+    PREPROCESS = "preprocess"  # pixels to the model's input tensor (lambda_src.preprocessing)
+    INFERENCE = "inference"  # the forward pass and top-k
 
 
 class PhaseTimer:

@@ -253,8 +253,10 @@ def test_each_request_logs_one_json_line_with_ids_route_status_version_and_laten
     assert line["api_request_id"] == event["requestContext"]["requestId"]
     assert (line["method"], line["route"], line["status"]) == ("POST", "/predict", 200)
     assert (line["model_name"], line["model_version"], line["images"]) == ("colours", "v1", 2)
-    assert set(line["latency_ms"]) == {"total", "decode", "preprocess", "inference"}
+    assert set(line["latency_ms"]) == {"total", "parse", "decode", "preprocess", "inference"}
     assert line["latency_ms"]["total"] >= line["latency_ms"]["inference"] > 0
+    phases = sum(line["latency_ms"][phase] for phase in ("parse", "decode", "preprocess", "inference"))
+    assert line["latency_ms"]["total"] >= phases - 0.4  # apart, never counted twice (each rounded)
     assert b64(RED_PNG)[:40] not in telemetry.buffer.getvalue()  # bodies are never logged
 
 
@@ -269,7 +271,14 @@ def test_each_request_emits_latency_and_error_metrics_in_embedded_metric_format(
     assert directive["Dimensions"] == [["service"]]
     assert success["service"] == telemetry.service
     names = {metric["Name"] for metric in directive["Metrics"]}
-    assert {"Latency", "DecodeLatency", "PreprocessLatency", "InferenceLatency", "ImagesClassified"} <= names
+    assert {
+        "Latency",
+        "ParseLatency",
+        "DecodeLatency",
+        "PreprocessLatency",
+        "InferenceLatency",
+        "ImagesClassified",
+    } <= names
     assert (success["ClientErrors"], success["ServerErrors"], success["ImagesClassified"]) == (
         [0.0],
         [0.0],
@@ -295,3 +304,31 @@ def test_the_benchmarks_events_are_answered_like_the_apis(
     assert raw["statusCode"] == batch["statusCode"] == 200, (raw["body"], batch["body"])
     assert_matches_model(body_of(raw)["results"][0], tiny_model, GREEN_JPEG)
     assert [r["predictions"][0]["label"] for r in body_of(batch)["results"]] == ["red", "blue"]
+
+
+@pytest.mark.parametrize("base64_encoded", [False, True], ids=["text", "base64"])
+def test_a_json_body_may_carry_any_unicode_beside_the_image(
+    service: InferenceService, base64_encoded: bool
+) -> None:
+    # Given a JSON body with non-ASCII text next to the image, as text (API Gateway decoded it
+    # from UTF-8) or base64 (the UTF-8 bytes as sent)
+    text = json.dumps({"image": b64(RED_PNG), "note": "café 漢字"}, ensure_ascii=False)
+    body: str | bytes = text.encode("utf-8") if base64_encoded else text
+    event = api_gateway_event(
+        "POST", "/predict", body=body, content_type="application/json", base64_encoded=base64_encoded
+    )
+    # When it is answered, then the body reader gave the JSON parser the bytes that were sent
+    response = service.handle(event)
+    assert response["statusCode"] == 200, response["body"]
+    assert body_of(response)["results"][0]["predictions"][0]["label"] == "red"
+
+
+def test_reading_the_request_and_decoding_its_images_are_measured_apart(
+    service: InferenceService, telemetry: CapturedTelemetry
+) -> None:
+    service.handle(json_event({"images": [b64(RED_PNG), b64(GREEN_JPEG)]}))
+    line = telemetry.logs("request")[-1]
+    metrics = telemetry.metrics()[-1]
+    assert line["latency_ms"]["parse"] > 0 and line["latency_ms"]["decode"] > 0
+    assert metrics["ParseLatency"] == [line["latency_ms"]["parse"]]
+    assert metrics["DecodeLatency"] == [line["latency_ms"]["decode"]]
