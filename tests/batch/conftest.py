@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lambda_src.architectures import build_model
-from tests.runtime.support import LABELS, make_manifest, publish, state_dict_bytes, train_tiny_model
+from tests.support.tiny_model import LABELS, make_manifest, publish, state_dict_bytes, train_tiny_model
 
 MODEL_NAME = "colours"
 VERSION = "v1"

@@ -32,7 +32,7 @@ from endpoint_client.batch_job import (
 )
 from endpoint_client.cli import build_parser, main
 from lambda_src.contract import StackOutput
-from tests.runtime.support import publish
+from tests.support.tiny_model import publish
 
 REGION = "eu-west-1"
 STACK = "ImageClassifierInference"

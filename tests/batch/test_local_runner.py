@@ -27,7 +27,7 @@ from local_endpoint.batch_runner import (
     open_input,
     run_local_batch,
 )
-from tests.runtime.support import coloured_image, encode
+from tests.support.images import coloured_image, encode
 
 from .conftest import FAST_MODEL_NAME, MODEL_NAME, VERSION
 

@@ -26,7 +26,7 @@ from tests.e2e.conftest import (  # noqa: F401  (the end-to-end fixtures, reused
     trained,
     training_output,
 )
-from tests.local_server import REPO_ROOT
+from tests.support.local_server import REPO_ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")  # the system driver: Selenium Manager never downloads one

@@ -22,7 +22,7 @@ from lambda_src.preprocessing import eval_transform, to_rgb
 from model_training.demo_data import write_examples
 from model_training.publishing import publish
 from model_training.training import TrainingConfig, TrainingResult, save_output, train
-from tests.local_server import ServerProcess, serve_store
+from tests.support.local_server import ServerProcess, serve_store
 
 MODEL_NAME = "e2e-shapes"
 

@@ -14,7 +14,7 @@ import urllib.request
 
 from model_training.demo_data import DEMO_CLASSES
 from tests.e2e.conftest import MODEL_NAME
-from tests.local_server import REPO_ROOT, start_server
+from tests.support.local_server import REPO_ROOT, start_server
 
 
 def test_demo_skips_training_and_its_printed_curl_lines_work(model_store, published_version, tmp_path):

@@ -25,7 +25,8 @@ from lambda_src.model_store import ModelLocation
 from lambda_src.service import InferenceService
 from lambda_src.settings import RuntimeSettings
 from model_training.cli import main
-from tests.imported_models import (
+from tests.support.events import api_gateway_event, body_of
+from tests.support.imported_models import (
     Transform,
     fill_hub_cache,
     fit_head,
@@ -37,8 +38,7 @@ from tests.imported_models import (
     use_hub_cache,
     use_torch_home,
 )
-from tests.local_server import serve_store
-from tests.runtime.support import api_gateway_event, body_of
+from tests.support.local_server import serve_store
 
 from .conftest import curl
 

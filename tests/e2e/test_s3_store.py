@@ -21,8 +21,8 @@ from lambda_src.model_store import (
 )
 from model_training.publishing import publish
 from tests.e2e.conftest import MODEL_NAME, curl, top_labels
-from tests.local_server import start_server
-from tests.silent_store import silent_endpoint
+from tests.support.local_server import start_server
+from tests.support.silent_store import silent_endpoint
 
 BUCKET = "model-bucket"
 FAKE_CREDENTIALS = {

@@ -15,7 +15,7 @@ import pytest
 
 from model_training.publishing import publish
 from model_training.training import TrainingConfig, save_output, train
-from tests.local_server import ServerProcess, serve_store
+from tests.support.local_server import ServerProcess, serve_store
 
 MODEL_NAME = "smoke-shapes"
 

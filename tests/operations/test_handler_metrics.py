@@ -16,7 +16,8 @@ from local_endpoint.lambda_context import new_log_stream_name
 from tests.infrastructure.conftest import Synthesized
 from tests.infrastructure.test_operations import dashboard_body
 from tests.operations.conftest import MODEL_NAME
-from tests.runtime.support import CapturedTelemetry, api_gateway_event
+from tests.support.events import api_gateway_event
+from tests.support.telemetry import CapturedTelemetry
 
 NAMESPACE = "PyTorchInference"
 

@@ -15,8 +15,8 @@ from moto import mock_aws
 
 from endpoint_client.cli import main
 from lambda_src.contract import AuthMode, StackOutput
-from tests.local_server import REPO_ROOT, ServerProcess
 from tests.operations.conftest import MODEL_NAME, error_answer, health_answer, predict_answer
+from tests.support.local_server import REPO_ROOT, ServerProcess
 
 REGION = "eu-west-1"
 STACK = "SmokeInference"

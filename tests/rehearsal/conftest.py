@@ -20,8 +20,8 @@ from lambda_rehearsal.function import Function, build_task_root, make_writable
 from lambda_src.contract import API_HANDLER, ENV_MODEL_STORE
 from tests.infrastructure.conftest import Synthesized
 from tests.infrastructure.test_inference_function import function_properties
-from tests.runtime.support import make_manifest, state_dict_bytes, train_tiny_model
-from tests.silent_store import silent_endpoint
+from tests.support.silent_store import silent_endpoint
+from tests.support.tiny_model import make_manifest, state_dict_bytes, train_tiny_model
 
 MODEL_NAME = "colours"
 

@@ -10,7 +10,7 @@ from lambda_rehearsal.runtime_api import INIT_LIMIT_S
 from lambda_src.contract import ENV_MODEL_NAME, ENV_MODEL_STORE
 from model_training.publishing import publish
 from tests.rehearsal.conftest import MODEL_NAME
-from tests.runtime.support import coloured_image, encode
+from tests.support.images import coloured_image, encode
 
 pytestmark = pytest.mark.slow
 

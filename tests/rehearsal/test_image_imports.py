@@ -21,17 +21,10 @@ from packaging.utils import canonicalize_name
 from lambda_rehearsal.image_build import image_pins
 from lambda_src.architectures import build_model
 from model_training.publishing import publish
-from tests.runtime.support import (
-    LABELS,
-    api_gateway_event,
-    b64,
-    coloured_image,
-    encode,
-    json_event,
-    make_manifest,
-    state_dict_bytes,
-)
-from tests.runtime.support import publish as publish_objects
+from tests.support.events import api_gateway_event, json_event
+from tests.support.images import b64, coloured_image, encode
+from tests.support.tiny_model import LABELS, make_manifest, state_dict_bytes
+from tests.support.tiny_model import publish as publish_objects
 
 # What public.ecr.aws/lambda/python brings besides the standard library.
 BASE_IMAGE_PACKAGES = ("boto3", "awslambdaric")

@@ -19,7 +19,8 @@ from lambda_src.contract import API_HANDLER, ENV_MODEL_NAME
 from lambda_src.model_store import STORE_CALL_BOUND_S
 from model_training.publishing import publish
 from tests.rehearsal.conftest import FunctionConfig, StartFunction
-from tests.runtime.support import api_gateway_event, b64, coloured_image, encode, json_event
+from tests.support.events import api_gateway_event, json_event
+from tests.support.images import b64, coloured_image, encode
 
 pytestmark = pytest.mark.slow
 

@@ -19,8 +19,8 @@ from moto import mock_aws
 from lambda_src.model_store import ModelLocation
 from lambda_src.service import InferenceService
 from lambda_src.settings import RuntimeSettings
-
-from .support import CapturedTelemetry, Publication, publish, state_dict_bytes, train_tiny_model
+from tests.support.telemetry import CapturedTelemetry
+from tests.support.tiny_model import Publication, publish, state_dict_bytes, train_tiny_model
 
 BUCKET = "model-bucket-test"
 PREFIX = "models"

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from lambda_src.contract import LAMBDA_MAX_PAYLOAD_BYTES
 from lambda_src.service import InferenceService
-
-from .support import api_gateway_event, b64, body_of, coloured_image, encode, json_event
+from tests.support.events import api_gateway_event, body_of, json_event
+from tests.support.images import b64, coloured_image, encode
 
 PNG = encode(coloured_image("red", seed=20), "PNG")
 JPEG = encode(coloured_image("green", seed=21), "JPEG")

@@ -24,9 +24,10 @@ import pytest
 
 from lambda_src.batch import MAX_IMAGE_BYTES
 from lambda_src.contract import BATCH_HANDLER
+from tests.support.images import coloured_image, encode
+from tests.support.tiny_model import Publication, publish
 
 from .conftest import MODEL_NAME, PREFIX, VERSION, ModelBucket
-from .support import Publication, coloured_image, encode, publish
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INPUT_BUCKET = "batch-input-test"

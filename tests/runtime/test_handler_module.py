@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from .support import api_gateway_event, b64, coloured_image, encode, json_event, publish
+from tests.support.events import api_gateway_event, json_event
+from tests.support.images import b64, coloured_image, encode
+from tests.support.tiny_model import publish
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,8 +13,7 @@ import pytest
 
 from lambda_src.artifact import Manifest
 from lambda_src.errors import ManifestError
-
-from .support import make_manifest
+from tests.support.tiny_model import make_manifest
 
 VALID = make_manifest("colours", "v1", b"weights").to_dict()
 

@@ -15,19 +15,11 @@ from PIL import Image
 from lambda_src.artifact import SCHEMA_VERSION, Manifest, Preprocessing, Provenance
 from lambda_src.errors import ManifestError
 from lambda_src.preprocessing import eval_transform
+from tests.support.events import api_gateway_event, body_of
+from tests.support.images import coloured_image, encode
+from tests.support.tiny_model import LABELS, Publication, make_manifest, publish, reference_probabilities
 
 from .conftest import PREFIX, ModelBucket
-from .support import (
-    LABELS,
-    Publication,
-    api_gateway_event,
-    body_of,
-    coloured_image,
-    encode,
-    make_manifest,
-    publish,
-    reference_probabilities,
-)
 
 # Written by `python -m model_training train --demo` before schema version 2 existed.
 V1_MANIFEST = Path(__file__).parent / "data" / "manifest-v1.json"

@@ -18,21 +18,12 @@ from lambda_src.artifact import Manifest, Preprocessing, latest_key, manifest_ke
 from lambda_src.model_store import STORE_CALL_BOUND_S, ModelStore, open_store
 from lambda_src.service import InferenceService
 from lambda_src.settings import RuntimeSettings
+from tests.support.events import api_gateway_event, body_of, json_event
+from tests.support.images import b64, coloured_image, encode
+from tests.support.telemetry import CapturedTelemetry
+from tests.support.tiny_model import Publication, make_manifest, publish, state_dict_bytes
 
 from .conftest import MODEL_NAME, PREFIX, TEST_SETTINGS, ModelBucket
-from .support import (
-    CapturedTelemetry,
-    Publication,
-    api_gateway_event,
-    b64,
-    body_of,
-    coloured_image,
-    encode,
-    json_event,
-    make_manifest,
-    publish,
-    state_dict_bytes,
-)
 
 PNG = encode(coloured_image("red", seed=30), "PNG")
 HEALTH = api_gateway_event("GET", "/health")

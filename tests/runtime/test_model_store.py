@@ -16,9 +16,9 @@ from lambda_src.model_store import (
     parse_store_uri,
     published_version,
 )
+from tests.support.tiny_model import Publication, publish
 
 from .conftest import ModelBucket
-from .support import Publication, publish
 
 
 @pytest.mark.parametrize(

@@ -15,8 +15,8 @@ from lambda_src.contract import DEFAULT_TOP_K
 from lambda_src.predict_request import ACCEPTED_MEDIA_TYPES
 from lambda_src.service import ROUTES, InferenceService
 from lambda_src.settings import RuntimeSettings
-
-from .support import api_gateway_event, b64, body_of, coloured_image, encode, json_event
+from tests.support.events import api_gateway_event, body_of, json_event
+from tests.support.images import b64, coloured_image, encode
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
 PNG = encode(coloured_image("red", seed=50), "PNG")

@@ -17,19 +17,10 @@ from PIL import Image
 from bench.events import json_image_event, lambda_context, raw_image_event
 from lambda_src.images import decode_image
 from lambda_src.service import InferenceService
-
-from .support import (
-    LABELS,
-    PREPROCESSING,
-    CapturedTelemetry,
-    api_gateway_event,
-    b64,
-    body_of,
-    coloured_image,
-    encode,
-    json_event,
-    reference_probabilities,
-)
+from tests.support.events import api_gateway_event, body_of, json_event
+from tests.support.images import b64, coloured_image, encode
+from tests.support.telemetry import CapturedTelemetry
+from tests.support.tiny_model import LABELS, PREPROCESSING, reference_probabilities
 
 RED_PNG = encode(coloured_image("red", seed=1), "PNG")
 GREEN_JPEG = encode(coloured_image("green", seed=2), "JPEG", quality=95)

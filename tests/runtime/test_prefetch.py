@@ -12,9 +12,9 @@ from lambda_src.errors import ArtifactNotFound
 from lambda_src.loader import load_model
 from lambda_src.model_store import ModelLocation, S3ModelStore
 from lambda_src.prefetch import PrefetchingStore, prefetch_from_env
+from tests.support.tiny_model import Publication
 
 from .conftest import MODEL_NAME, PREFIX, ModelBucket
-from .support import Publication
 
 
 def counting_store(bucket: ModelBucket) -> tuple[S3ModelStore, list[str]]:

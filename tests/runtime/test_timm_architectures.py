@@ -11,8 +11,7 @@ import pytest
 
 from lambda_src.architectures import build_model, check_architecture
 from lambda_src.errors import ArchitectureMismatch
-
-from .support import make_manifest, publish, state_dict_bytes
+from tests.support.tiny_model import make_manifest, publish, state_dict_bytes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TIMM_ARCHITECTURE = "timm:mobilenetv3_small_050.lamb_in1k"

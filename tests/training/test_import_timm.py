@@ -17,7 +17,7 @@ import torch
 from lambda_src.artifact import Manifest
 from model_training.cli import main
 from model_training.importing import ImportFailed, file_sha256, import_pretrained, timm_preprocessing
-from tests.imported_models import (
+from tests.support.imported_models import (
     assert_served_input_matches,
     fill_hub_cache,
     timm_random_state_dict,

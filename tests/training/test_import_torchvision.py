@@ -17,7 +17,7 @@ from lambda_src.artifact import Manifest
 from lambda_src.preprocessing import eval_transform
 from model_training.cli import main
 from model_training.importing import file_sha256, import_pretrained
-from tests.imported_models import (
+from tests.support.imported_models import (
     assert_served_input_matches,
     full_decode,
     photos,

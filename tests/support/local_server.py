@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVER_START_TIMEOUT_S = 120  # importing torch and loading the model, on a busy 2-core machine
 SERVING_LINE = re.compile(r"Serving on (http://127\.0\.0\.1:\d+)")
 
