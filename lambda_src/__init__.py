@@ -7,6 +7,7 @@ reverse. This package never imports aws_cdk.
 
     handler          the Lambda entry point: one InferenceService, made and loaded at init
     prefetch         an S3 model's objects read in a thread while torch imports (torch-free)
+    snapstart        SnapStart's runtime hooks: the model readied for the snapshot, refreshes after restore
     lean_imports     serving's imports without torch._dynamo, which torchvision pulls in
     service          InferenceService: routes events, maps errors to responses, logs and metrics
     model_holder     ModelHolder: loads the model once, keeps why it failed, retries after a wait

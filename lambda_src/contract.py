@@ -26,6 +26,10 @@ ENV_POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
 ENV_POWERTOOLS_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
 ENV_POWERTOOLS_METRICS_DISABLED = "POWERTOOLS_METRICS_DISABLED"
 ENV_POWERTOOLS_LOG_LEVEL = "POWERTOOLS_LOG_LEVEL"
+# Lambda's own: how this execution environment was initialised ("on-demand",
+# "provisioned-concurrency", or "snap-start" when init runs for a SnapStart snapshot).
+ENV_LAMBDA_INITIALIZATION_TYPE = "AWS_LAMBDA_INITIALIZATION_TYPE"
+SNAP_START_INITIALIZATION = "snap-start"
 
 # The `service` of every log line and the one dimension of every metric. The deployed
 # stack names its function's service; the default is what local runs and tests see.
@@ -49,6 +53,9 @@ class Metric(StrEnum):
     INFERENCE_LATENCY = "InferenceLatency"
     MODEL_LOAD_DURATION = "ModelLoadDuration"  # ms, per successful load
     MODEL_LOAD_FAILURES = "ModelLoadFailures"  # count, per failed load attempt
+    # SnapStart (lambda_src/snapstart.py): one line per environment restored from a snapshot.
+    RESTORES = "Restores"  # count, 1 per restore
+    RESTORE_DURATION = "RestoreDuration"  # ms, the after-restore hooks (REPORT has the whole restore)
 
 
 # HTTP API: routes, media types and the default of `?top_k=`.

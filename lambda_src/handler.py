@@ -2,7 +2,9 @@
 
 The model is loaded here, at init, once per execution environment, from the
 function's environment (MODEL_STORE, MODEL_NAME, MODEL_VERSION; see settings.py and
-telemetry.py for the tunables). The handler itself only passes each event on.
+telemetry.py for the tunables). The handler itself only passes each event on. Under
+SnapStart, the hooks of snapstart.py ready the loaded model for the snapshot and refresh
+what each restore must not share.
 """
 
 import gc
@@ -25,6 +27,7 @@ try:
 
     with without_dynamo():
         from lambda_src.service import InferenceService
+        from lambda_src.snapstart import SnapshotLifecycle
 finally:
     gc.freeze()
     gc.enable()
@@ -32,6 +35,8 @@ finally:
 service = InferenceService.from_env(store=_prefetching)
 service.load(init_phases_ms={"imports": round((time.perf_counter() - _IMPORTS_STARTED) * 1000, 1)})
 gc.collect()
+# With SnapStart the runtime client runs these before the snapshot and after each restore.
+SnapshotLifecycle(service, _prefetching).register()
 
 
 def lambda_handler(event: object, context: object) -> dict:

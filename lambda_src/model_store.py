@@ -178,6 +178,7 @@ class S3ModelStore:
         self.store_uri = s3_store_uri(bucket, self.prefix)
         self._client = client
         self._part_client = client  # a client given to the store serves the parts too
+        self._client_given = client is not None
 
     @property
     def client(self) -> Any:
@@ -194,6 +195,16 @@ class S3ModelStore:
         if self._part_client is None:
             self._part_client = bounded_s3_client(attempts=PART_MAX_ATTEMPTS)
         return self._part_client
+
+    def close(self) -> None:
+        """Close the clients' connections; the next read makes new clients (and resolves credentials).
+
+        A client given to the store is kept (its connections closed): its owner chose it.
+        """
+        for client in {id(c): c for c in (self._client, self._part_client) if c is not None}.values():
+            client.close()
+        if not self._client_given:
+            self._client = self._part_client = None
 
     def read(self, key: str) -> bytes:
         """The object at `key`: the weights in parallel parts, anything else (small) in one GET."""

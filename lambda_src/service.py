@@ -61,7 +61,8 @@ class InferenceService:
             configuration_error=configuration_error,
             store=store,
         )
-        self._cold_start = True
+        self._cold_start = True  # no request answered yet in this environment
+        self._restored = False  # and it was restored from a SnapStart snapshot, not initialised
         self._cold_start_lock = threading.Lock()
 
     @classmethod
@@ -99,6 +100,15 @@ class InferenceService:
     def load(self, *, init_phases_ms: Mapping[str, float] | None = None) -> bool:
         """Load the model now unless it is loaded (the handler calls this at init); True if it can serve."""
         return self.holder.load(init_phases_ms)
+
+    def mark_restored(self) -> None:
+        """This environment was just restored from a snapshot: its first request reports a restore.
+
+        A restore is not an init: that request logs `restored` true and `cold_start` false.
+        """
+        with self._cold_start_lock:
+            self._cold_start = True
+            self._restored = True
 
     def handle(self, event: object, context: object = None) -> dict[str, Any]:
         """Answer one API Gateway REST proxy event with a proxy response; never raises."""
@@ -177,11 +187,13 @@ class InferenceService:
     def _report_request(self, record: dict[str, Any], timer: PhaseTimer) -> None:
         """One log line and one metrics line per request."""
         with self._cold_start_lock:  # requests run in parallel threads locally: exactly one is first
-            cold_start, self._cold_start = self._cold_start, False
+            first, self._cold_start = self._cold_start, False
+            restored = first and self._restored
         status = record["status"]
         latency = {"total": round(record.pop("total_ms"), 1), **timer.rounded()}
         log = self.telemetry.logger.info if status < 500 else self.telemetry.logger.error
-        log("request", extra={**record, "cold_start": cold_start, "latency_ms": latency})
+        start = {"cold_start": first and not restored, "restored": restored}
+        log("request", extra={**record, **start, "latency_ms": latency})
         metrics: dict[str, tuple[MetricUnit, float]] = {
             Metric.LATENCY: (MetricUnit.Milliseconds, latency["total"]),
             Metric.CLIENT_ERRORS: (MetricUnit.Count, int(400 <= status < 500)),
