@@ -22,7 +22,7 @@ from typing import Any
 
 from lambda_rehearsal.image_build import copied_files
 from lambda_rehearsal.runtime_api import RuntimeApi
-from lambda_src.contract import API_HANDLER
+from lambda_src.contract import API_HANDLER, SNAP_START_INITIALIZATION
 
 UNPRIVILEGED_USER = "nobody"  # the image runs as a non-root user; so does the rehearsal, when it can
 
@@ -121,15 +121,25 @@ class Function:
         self.environment = lambda_environment(
             environment, task_root=task_root, runtime_api=self.api.address, tmp_dir=tmp_dir, handler=handler
         )
+        if "PYTHONPATH" in self.environment and "PYTHONPATH" in python_variables:  # both are needed
+            python_variables["PYTHONPATH"] += os.pathsep + self.environment["PYTHONPATH"]
         self.environment.update(python_variables)
+        self.snap_start = self.environment["AWS_LAMBDA_INITIALIZATION_TYPE"] == SNAP_START_INITIALIZATION
+        if self.snap_start:  # Lambda does not set these for SnapStart functions
+            for name in ("AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME"):
+                self.environment.pop(name, None)
         self.command = [python, "-s", "-m", "awslambdaric", handler]
         self.task_root = task_root
         self.tmp_dir = tmp_dir
         self.process: subprocess.Popen[bytes] | None = None
         self.init_s: float | None = None
+        self.restore_s: float | None = None
 
     def start(self) -> Function:
-        """Start the environment and wait for its init, held to Lambda's 10 s."""
+        """Start the environment and wait for its init, held to Lambda's 10 s (130 s for a snapshot).
+
+        With SnapStart, init ends at the snapshot: call `restore()` to resume the environment.
+        """
         self.api.__enter__()
         user: dict[str, Any] = {}
         if runs_unprivileged():
@@ -146,10 +156,15 @@ class Function:
                 **user,
             )
         try:
-            self.init_s = self.api.wait_for_init(started)
+            self.init_s = self.api.wait_for_init(started, snap_start=self.snap_start)
         except BaseException:
             self.stop()
             raise
+        return self
+
+    def restore(self) -> Function:
+        """Resume the snapshotted environment (SnapStart), held to Lambda's 10 s restore."""
+        self.restore_s = self.api.restore()
         return self
 
     def invoke(self, event: dict[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,13 @@ the function to Lambda's limits: init must reach its first `next` within 10 s, e
 invocation must answer within the function's timeout, and a response over 6 MB is refused
 as Lambda refuses it. On a machine much slower than Lambda's (a busy shared one), the time
 limits can be stretched by REHEARSAL_TIME_SCALE (default 1: Lambda's own limits).
+
+SnapStart's lifecycle (AWS_LAMBDA_INITIALIZATION_TYPE=snap-start): after init the runtime runs
+the before-snapshot hooks and asks `GET /2018-06-01/runtime/restore/next`; that is where Lambda
+takes the snapshot, so the emulator holds the answer until the test calls `restore()`. Then the
+runtime runs the after-restore hooks and polls `invocation/next`; a failing hook is reported to
+`/runtime/init/error` (Runtime.BeforeSnapshotError) or `/runtime/restore/error`
+(Runtime.AfterRestoreError). A snapshot's init may run 130 s; a restore, its hooks included, 10 s.
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ from lambda_src.contract import LAMBDA_MAX_PAYLOAD_BYTES
 PREFIX = "/2018-06-01/runtime"
 TIME_SCALE = float(os.environ.get("REHEARSAL_TIME_SCALE") or 1)
 INIT_LIMIT_S = 10.0 * TIME_SCALE  # Lambda's on-demand init phase: 10 s
+SNAPSHOT_INIT_LIMIT_S = 130.0 * TIME_SCALE  # init for a snapshot: 130 s (or the timeout, if longer)
+RESTORE_LIMIT_S = 10.0 * TIME_SCALE  # a restore, the after-restore hooks included
 FUNCTION_ARN = "arn:aws:lambda:eu-west-1:123456789012:function:InferenceFunction:live"
 
 
@@ -62,6 +71,12 @@ class RuntimeApi(ThreadingHTTPServer):
         self.ready_at: float | None = None  # when it asked (time.monotonic)
         self.init_error: dict[str, Any] | None = None
         self.init_error_type: str | None = None
+        # SnapStart: the runtime asked restore/next (the snapshot point), the test let it restore.
+        self.snapshot_taken = threading.Event()
+        self.snapshot_at: float | None = None
+        self.restoring = threading.Event()
+        self.restore_error: dict[str, Any] | None = None
+        self.restore_error_type: str | None = None
         self.closing = threading.Event()
         self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
 
@@ -84,13 +99,32 @@ class RuntimeApi(ThreadingHTTPServer):
         if not isinstance(sys.exc_info()[1], ConnectionError):  # a stopped environment hung up: expected
             super().handle_error(request, client_address)
 
-    def wait_for_init(self, started: float) -> float:
-        """Seconds from `started` (time.monotonic) until init ended; LimitExceeded past Lambda's 10 s."""
-        deadline = started + INIT_LIMIT_S
-        while not self.ready.is_set() and self.init_error is None:
+    def wait_for_init(self, started: float, *, snap_start: bool = False) -> float:
+        """Seconds from `started` (time.monotonic) until init ended; LimitExceeded past Lambda's limit.
+
+        With `snap_start`, init ends when the runtime is ready to be snapshotted (restore/next).
+        """
+        limit_s = SNAPSHOT_INIT_LIMIT_S if snap_start else INIT_LIMIT_S
+        deadline = started + limit_s
+        while not (self.ready.is_set() or self.snapshot_taken.is_set()) and self.init_error is None:
             if time.monotonic() > deadline:
-                raise LimitExceeded(f"init did not finish within Lambda's {INIT_LIMIT_S:g} s")
+                raise LimitExceeded(f"init did not finish within Lambda's {limit_s:g} s")
             time.sleep(0.02)
+        ended = self.snapshot_at if snap_start and self.snapshot_at else self.ready_at
+        return (ended or time.monotonic()) - started
+
+    def restore(self) -> float:
+        """Answer restore/next, as Lambda resumes an environment from the snapshot; seconds until the
+        runtime asks for its first event (or reports a restore error). LimitExceeded past 10 s.
+        """
+        if not self.snapshot_taken.is_set():
+            raise AssertionError("the runtime never asked to be snapshotted (restore/next)")
+        started = time.monotonic()
+        self.restoring.set()
+        while not self.ready.is_set() and self.restore_error is None:
+            if time.monotonic() > started + RESTORE_LIMIT_S:
+                raise LimitExceeded(f"the restore did not finish within Lambda's {RESTORE_LIMIT_S:g} s")
+            time.sleep(0.005)
         return (self.ready_at or time.monotonic()) - started
 
     def invoke(self, event: dict[str, Any]) -> Invocation:
@@ -107,6 +141,9 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
+        if self.path == f"{PREFIX}/restore/next":
+            self._restore_next()
+            return
         if self.path != f"{PREFIX}/invocation/next":
             self._reply(404, {"errorMessage": f"unknown path {self.path}"})
             return
@@ -133,6 +170,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.init_error_type = self.headers.get("Lambda-Runtime-Function-Error-Type")
             self._reply(202, {"status": "OK"})
             return
+        if self.path == f"{PREFIX}/restore/error":
+            self.server.restore_error = json.loads(body)
+            self.server.restore_error_type = self.headers.get("Lambda-Runtime-Function-Error-Type")
+            self._reply(202, {"status": "OK"})
+            return
         _, _, rest = self.path.partition(f"{PREFIX}/invocation/")
         request_id, _, outcome = rest.partition("/")
         invocation = self.server.in_flight.pop(request_id, None)
@@ -154,6 +196,15 @@ class _Handler(BaseHTTPRequestHandler):
             invocation.response = json.loads(body)
         invocation.done.set()
         self._reply(202, {"status": "OK"})
+
+    def _restore_next(self) -> None:
+        """The snapshot point: answer only once the test restores the environment."""
+        self.server.snapshot_at = time.monotonic()
+        self.server.snapshot_taken.set()
+        while not self.server.restoring.wait(0.1):
+            if self.server.closing.is_set():
+                return  # never restored: the environment is dropped with the snapshot
+        self._reply(200, {})
 
     def _next_invocation(self) -> Invocation | None:
         while not self.server.closing.is_set():
