@@ -33,6 +33,8 @@ from lambda_src.contract import (
 # API Gateway REST gives up on an integration after 29 s; the function must finish first,
 # or callers get a 504 while the function keeps running (and billing).
 API_INTEGRATION_TIMEOUT_S = 29
+# Lambda refuses SnapStart with more ephemeral storage than this (and with provisioned concurrency).
+SNAP_START_MAX_EPHEMERAL_STORAGE_MB = 512
 
 
 class Architecture(StrEnum):
@@ -289,7 +291,8 @@ class DeploymentConfig:
                 f"{LATEST!r} or a published version name (letters, digits, '.', '_' or '-')",
                 _to_model_version,
             ),
-            "`latest` follows the `LATEST` pointer; a pinned version is part of the function version",
+            "`latest` follows the `LATEST` pointer (with `snap_start`: as it was when the deploy published "
+            "the function version; `make deploy` pins it); a pinned version is part of the function version",
         ),
     )
     model_prefix: str = field(
@@ -343,6 +346,15 @@ class DeploymentConfig:
                 whole_number(1, 10000).parse,
             ),
             "reserved concurrent executions (a hard cap); `null` reserves none",
+        ),
+    )
+    snap_start: bool = field(
+        default=True,
+        metadata=about(
+            Rule("true or false", _to_boolean),
+            "SnapStart for the API function: each published version is initialised once and its "
+            "environments are restored from that snapshot (no provisioned concurrency, `/tmp` at most "
+            f"{SNAP_START_MAX_EPHEMERAL_STORAGE_MB} MB; see the SnapStart page)",
         ),
     )
     provisioned_concurrency: int = field(
@@ -633,7 +645,35 @@ def _combination_problems(settings: Mapping[str, Any]) -> list[str]:
             f"context key 'provisioned_concurrency' has invalid value {provisioned}: allowed is at most "
             f"reserved_concurrency ({reserved}), since provisioned environments count against the reservation"
         )
-    return problems + _autoscaling_range_problems(settings) + _batch_location_problems(settings)
+    return (
+        problems
+        + _snap_start_problems(settings)
+        + _autoscaling_range_problems(settings)
+        + _batch_location_problems(settings)
+    )
+
+
+def _snap_start_problems(settings: Mapping[str, Any]) -> list[str]:
+    """What Lambda refuses beside SnapStart: provisioned concurrency, `/tmp` over 512 MB."""
+    if not settings["snap_start"]:
+        return []
+    problems = []
+    provisioned = settings["provisioned_concurrency"]
+    if provisioned:
+        problems.append(
+            f"context keys 'snap_start' (true) and 'provisioned_concurrency' ({provisioned}) cannot be "
+            "combined: Lambda refuses provisioned concurrency on a SnapStart function. Keep one: "
+            "-c provisioned_concurrency=0, or -c snap_start=false"
+        )
+    storage = settings["ephemeral_storage_mb"]
+    if storage is not None and storage > SNAP_START_MAX_EPHEMERAL_STORAGE_MB:
+        problems.append(
+            f"context keys 'snap_start' (true) and 'ephemeral_storage_mb' ({storage}) cannot be combined: "
+            f"Lambda refuses SnapStart with more than {SNAP_START_MAX_EPHEMERAL_STORAGE_MB} MB of ephemeral "
+            f"storage. Keep one: -c ephemeral_storage_mb={SNAP_START_MAX_EPHEMERAL_STORAGE_MB}, "
+            "or -c snap_start=false"
+        )
+    return problems
 
 
 def _autoscaling_range_problems(settings: Mapping[str, Any]) -> list[str]:

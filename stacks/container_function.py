@@ -52,7 +52,8 @@ class ContainerFunction(Construct):
 
     Its role holds the statements every function of the image needs (read the model, write its
     own log group, send traces) plus the caller's `statements`; `command` picks the image's entry
-    point (the API handler by default). Exposes `function`, `role`, `log_group` and `model_store_uri`.
+    point (the API handler by default); `snap_start` turns SnapStart on for its published versions.
+    Exposes `function`, `role`, `log_group` and `model_store_uri`.
     """
 
     def __init__(
@@ -76,6 +77,7 @@ class ContainerFunction(Construct):
         command: Sequence[str] | None = None,
         ephemeral_storage_mb: int | None = None,
         reserved_concurrency: int | None = None,
+        snap_start: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
         self.model_store_uri = model_store_uri(model_bucket, model_prefix)
@@ -110,6 +112,9 @@ class ContainerFunction(Construct):
                 ENV_MODEL_VERSION: model_version,
                 **(environment or {}),
             },
+            # Each published version is initialised once, model loaded, and snapshotted; its
+            # environments are restored from that snapshot (lambda_src/snapstart.py: the hooks).
+            snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if snap_start else None,
         )
 
     def _build_log_group(self, retention: logs.RetentionDays) -> logs.LogGroup:

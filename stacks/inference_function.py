@@ -24,7 +24,7 @@ class InferenceFunction(ContainerFunction):
     """The function that serves the API, with the handler's settings and a `live` alias.
 
     Exposes, beside ContainerFunction's attributes, `live_alias` (what callers invoke; it holds
-    provisioned concurrency).
+    provisioned concurrency, or with SnapStart restores from the snapshot of the version it names).
     """
 
     def __init__(
@@ -43,6 +43,7 @@ class InferenceFunction(ContainerFunction):
         max_batch_size: int,
         reserved_concurrency: int | None,
         provisioned_concurrency: int,
+        snap_start: bool,
         log_retention: logs.RetentionDays,
         metrics_namespace: str,
         cors_allow_origin: str | None,
@@ -72,6 +73,7 @@ class InferenceFunction(ContainerFunction):
             environment=environment,
             ephemeral_storage_mb=ephemeral_storage_mb,
             reserved_concurrency=reserved_concurrency,
+            snap_start=snap_start,
         )
         self.live_alias = self.function.add_alias(
             LIVE_ALIAS_NAME,

@@ -47,6 +47,7 @@ class InferenceStack(Stack):
             max_batch_size=config.max_batch_size,
             reserved_concurrency=config.reserved_concurrency,
             provisioned_concurrency=config.provisioned_concurrency,
+            snap_start=config.snap_start,
             log_retention=log_retention,
             metrics_namespace=config.metrics_namespace,
             cors_allow_origin=config.cors_allow_origin,
@@ -111,6 +112,7 @@ class InferenceStack(Stack):
             alarms=self.alarms.all_alarms,
             function_log_group=self.inference_function.log_group,
             provisioned_concurrency=config.provisioned_concurrency > 0,
+            snap_start=config.snap_start,
         )
 
     def _build_batch(

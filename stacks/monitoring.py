@@ -273,7 +273,8 @@ class InferenceAlarms(Construct):
 
 
 class InferenceDashboard(Construct):
-    """A CloudWatch dashboard: traffic, latency, errors, capacity, cold starts and who serves what."""
+    """A CloudWatch dashboard: traffic, latency, errors, capacity, cold starts (or SnapStart restores)
+    and who serves what."""
 
     def __init__(
         self,
@@ -284,6 +285,7 @@ class InferenceDashboard(Construct):
         alarms: Sequence[cloudwatch.IAlarm],
         function_log_group: logs.ILogGroup,
         provisioned_concurrency: bool,
+        snap_start: bool,
     ) -> None:
         super().__init__(scope, construct_id)
         self.dashboard = cloudwatch.Dashboard(
@@ -303,6 +305,8 @@ class InferenceDashboard(Construct):
             self._build_concurrency(metrics, provisioned_concurrency),
         )
         self.dashboard.add_widgets(self._build_cold_starts(log_groups), self._build_model_loads(metrics))
+        if snap_start:
+            self.dashboard.add_widgets(self._build_restores(metrics), self._build_restore_durations(log_groups))
         self.dashboard.add_widgets(
             self._build_versions(metrics),
             self._build_model_versions_served(log_groups),
@@ -377,6 +381,34 @@ class InferenceDashboard(Construct):
                 'filter @type = "REPORT"',
                 "stats count(@initDuration) as cold_starts, avg(@initDuration) as avg_init_ms, "
                 f"max(@initDuration) as max_init_ms by bin({DASHBOARD_LOG_BIN})",
+            ],
+            view=cloudwatch.LogQueryVisualizationType.LINE,
+            width=12,
+        )
+
+    def _build_restores(self, metrics: InferenceMetrics) -> cloudwatch.GraphWidget:
+        # The after-restore hooks count each restore and time themselves (lambda_src/snapstart.py).
+        return cloudwatch.GraphWidget(
+            title="SnapStart restores",
+            left=[metrics.handler_metric(Metric.RESTORES, "Sum", "restores")],
+            right=[
+                metrics.handler_metric(Metric.RESTORE_DURATION, "Average", "after-restore hooks avg (ms)"),
+                metrics.handler_metric(Metric.RESTORE_DURATION, "Maximum", "after-restore hooks max (ms)"),
+            ],
+            width=12,
+        )
+
+    def _build_restore_durations(self, log_groups: list[str]) -> cloudwatch.LogQueryWidget:
+        # Lambda's REPORT line of a restored environment's first invocation: the whole restore.
+        return cloudwatch.LogQueryWidget(
+            title="Restore duration (ms), Lambda's REPORT",
+            log_group_names=log_groups,
+            query_lines=[
+                'filter @type = "REPORT"',
+                r"parse @message /Restore Duration: (?<restore_ms>[\d.]+) ms/",
+                "filter ispresent(restore_ms)",
+                "stats count(*) as restores, avg(restore_ms) as avg_restore_ms, "
+                f"max(restore_ms) as max_restore_ms by bin({DASHBOARD_LOG_BIN})",
             ],
             view=cloudwatch.LogQueryVisualizationType.LINE,
             width=12,

@@ -33,6 +33,7 @@ VARIANTS: dict[str, dict[str, object]] = {
         "bucket_removal_policy": "destroy",
         "reserved_concurrency": "10",
         "provisioned_concurrency": "2",
+        "snap_start": "false",  # Lambda takes provisioned concurrency or SnapStart, not both
         "model_version": "2024-06-01",
         "api_gateway_cloudwatch_role": "false",
         "execution_log_level": "info",
@@ -41,6 +42,7 @@ VARIANTS: dict[str, dict[str, object]] = {
         "alarm_email": "ops@example.com",
         "provisioned_concurrency": "2",
         "provisioned_concurrency_max": "8",
+        "snap_start": "false",
         "deployment_preference": "linear_10percent_every_1minute",
         "alarm_5xx_rate_percent": "2.5",
         "alarm_p99_latency_ms": "3000",

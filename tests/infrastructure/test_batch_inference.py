@@ -138,6 +138,15 @@ def test_the_batch_function_runs_the_api_image_with_the_batch_entry_point(batch:
     assert variables["MODEL_STORE"] == api["Environment"]["Variables"]["MODEL_STORE"]
 
 
+def test_snap_start_is_the_api_functions_only(batch: Synthesized) -> None:
+    # The state machine invokes the batch function itself ($LATEST), which SnapStart never applies to;
+    # a job's environments amortise init over its batches, and each job names its own model version.
+    _, api = only(batch, "AWS::Lambda::Function", "InferenceFunction")
+    _, function = only(batch, "AWS::Lambda::Function", "Batch")
+    assert api["SnapStart"] == {"ApplyOn": "PublishedVersions"}
+    assert "SnapStart" not in function
+
+
 def test_one_image_is_built_for_both_functions(batch: Synthesized) -> None:
     assets = json.loads((batch.assembly_dir / f"{batch.inference_stack_name}.assets.json").read_text())
 

@@ -38,6 +38,7 @@ def test_defaults_are_declared_once_and_cdk_json_does_not_repeat_them(cdk_contex
     assert config.bucket_removal_policy == "retain"
     assert config.reserved_concurrency is None
     assert config.provisioned_concurrency == 0
+    assert config.snap_start is True
     assert config.cors_allow_origin is None
     assert config.timeout_seconds < API_INTEGRATION_TIMEOUT_S
 
@@ -65,6 +66,7 @@ def test_values_given_with_dash_c_arrive_as_strings_and_parse(cdk_context: dict[
         throttle_rate_limit="2.5",
         reserved_concurrency="20",
         provisioned_concurrency="20",
+        snap_start="false",
         api_gateway_cloudwatch_role="False",
         auth_mode="API_KEY",
         cors_allow_origin="*",
@@ -77,6 +79,7 @@ def test_values_given_with_dash_c_arrive_as_strings_and_parse(cdk_context: dict[
     assert config.throttle_rate_limit == 2.5
     assert config.reserved_concurrency == 20
     assert config.provisioned_concurrency == 20
+    assert config.snap_start is False
     assert config.api_gateway_cloudwatch_role is False
     assert config.auth_mode == "api_key"
     assert config.cors_allow_origin == "*"
@@ -121,6 +124,7 @@ INVALID_VALUES = [
     ("reserved_concurrency", "0", "empty/null (no reservation) or a whole number"),
     ("reserved_concurrency", "lots", "empty/null (no reservation) or a whole number"),
     ("provisioned_concurrency", -1, "from 0 to 10000"),
+    ("snap_start", "sometimes", "true or false"),
     ("auth_mode", "cognito", "one of iam, api_key, none"),
     ("auth_mode", None, None),
     ("throttle_rate_limit", "0", "a number above 0"),
@@ -225,6 +229,21 @@ def test_provisioned_concurrency_above_the_reservation_is_rejected(cdk_context: 
         ConfigError, match=r"'provisioned_concurrency' has invalid value 5: .*reserved_concurrency \(4\)"
     ):
         parse_with(cdk_context, reserved_concurrency=4, provisioned_concurrency=5)
+
+
+def test_snap_start_refuses_what_lambda_refuses_beside_it_naming_both_keys(cdk_context: dict[str, object]) -> None:
+    # Given SnapStart (on by default) and provisioned concurrency, and more than 512 MB of /tmp
+    with pytest.raises(ConfigError) as raised:
+        parse_with(cdk_context, provisioned_concurrency="2", ephemeral_storage_mb="1024")
+    # Then synth stops with one message for each, naming both keys and the way out
+    message = str(raised.value)
+    assert "context keys 'snap_start' (true) and 'provisioned_concurrency' (2) cannot be combined" in message
+    assert "context keys 'snap_start' (true) and 'ephemeral_storage_mb' (1024) cannot be combined" in message
+    assert "-c provisioned_concurrency=0, or -c snap_start=false" in message
+    assert "-c ephemeral_storage_mb=512, or -c snap_start=false" in message
+    # And without SnapStart both are allowed; with it, 512 MB is
+    assert parse_with(cdk_context, snap_start="false", provisioned_concurrency="2", ephemeral_storage_mb="1024")
+    assert parse_with(cdk_context, ephemeral_storage_mb="512").snap_start
 
 
 def test_a_misspelled_key_is_reported_with_the_likely_meaning(cdk_context: dict[str, object]) -> None:

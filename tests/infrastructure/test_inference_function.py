@@ -204,6 +204,7 @@ def test_reserved_and_provisioned_concurrency_when_asked(synthesized: Callable[[
         "AWS::Lambda::Alias",
         {"Name": "live", "ProvisionedConcurrencyConfig": {"ProvisionedConcurrentExecutions": 2}},
     )
+    assert "SnapStart" not in function_properties(synth)  # Lambda refuses both together
 
 
 def test_the_function_its_role_log_group_and_alias_keep_their_logical_ids(default_synth: Synthesized) -> None:
@@ -218,3 +219,15 @@ def test_the_function_its_role_log_group_and_alias_keep_their_logical_ids(defaul
     resources = default_synth.inference_json["Resources"]
 
     assert {logical_id: resources[logical_id]["Type"] for logical_id in expected} == expected
+
+
+def test_snap_start_is_on_by_default_and_callers_reach_a_published_version(default_synth: Synthesized) -> None:
+    # Given the default deployment: SnapStart snapshots published versions (never $LATEST)
+    assert function_properties(default_synth)["SnapStart"] == {"ApplyOn": "PublishedVersions"}
+    # Then the live alias names a published version of the function, whose snapshot restores serve
+    (version_id,) = default_synth.inference.find_resources("AWS::Lambda::Version")
+    default_synth.inference.has_resource_properties(
+        "AWS::Lambda::Alias", {"Name": "live", "FunctionVersion": {"Fn::GetAtt": [version_id, "Version"]}}
+    )
+    # and /tmp stays within what SnapStart allows
+    assert function_properties(default_synth)["EphemeralStorage"] == {"Size": 512}

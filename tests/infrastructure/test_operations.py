@@ -355,6 +355,8 @@ def test_dashboard_shows_traffic_latency_errors_capacity_cold_starts_and_version
         "Concurrency",
         "Cold starts and init duration (ms)",
         "Model loads",
+        "SnapStart restores",  # snap_start is on by default
+        "Restore duration (ms), Lambda's REPORT",
         "Invocations by function version (rollouts)",
         "Model version served, by function version",
     }
@@ -401,6 +403,24 @@ def test_dashboard_shows_provisioned_utilization_only_with_provisioned_concurren
         assert ("ProvisionedConcurrencySpilloverInvocations" in text) is expected
 
 
+def test_dashboard_shows_snap_start_restores_only_with_snap_start(
+    synthesized: Callable[[str], Synthesized],
+) -> None:
+    # Given the default deployment (SnapStart on)
+    default_synth = synthesized("default")
+    widgets = {widget["properties"].get("title"): widget for widget in dashboard_body(default_synth)["widgets"]}
+    # Then restores are counted and timed from the handler's metrics, and Lambda's own restore
+    # durations are read from its REPORT lines, in the function's log group
+    metrics = json.dumps(widgets["SnapStart restores"]["properties"]["metrics"])
+    assert '"Restores"' in metrics and '"RestoreDuration"' in metrics
+    query = widgets["Restore duration (ms), Lambda's REPORT"]["properties"]["query"]
+    assert query.startswith(f"SOURCE '<{function_log_group_id(default_synth)}>'")
+    assert "Restore Duration: (?<restore_ms>" in query and "avg(restore_ms)" in query
+    # And without SnapStart there is nothing to restore
+    text = json.dumps(dashboard_body(synthesized("operations")))
+    assert "SnapStart restores" not in text and "Restore Duration" not in text
+
+
 def _version_logical_id(model_version: str) -> str:
     """Build only the function construct (no whole app) and return its published version's logical ID."""
     stack = Stack(App(), "VersionHash")
@@ -418,6 +438,7 @@ def _version_logical_id(model_version: str) -> str:
         max_batch_size=8,
         reserved_concurrency=None,
         provisioned_concurrency=0,
+        snap_start=True,
         log_retention=logs.RetentionDays.ONE_MONTH,
         metrics_namespace="PyTorchInference",
         cors_allow_origin=None,
@@ -468,6 +489,7 @@ def test_the_autoscaling_range_parses_when_it_makes_sense(cdk_context: dict[str,
             "reserved_concurrency": "8",
             "provisioned_concurrency": "2",
             "provisioned_concurrency_max": 8,
+            "snap_start": False,  # Lambda takes provisioned concurrency or SnapStart, not both
         }
     )
     assert (config.provisioned_concurrency, config.provisioned_concurrency_max) == (2, 8)

@@ -33,6 +33,7 @@ class FunctionConfig:
     environment: dict[str, str]
     timeout_s: float
     memory_mb: int
+    snap_start: bool  # Lambda initialises published versions for a snapshot and restores from it
 
 
 @pytest.fixture(scope="session")
@@ -59,7 +60,10 @@ def function_config(default_synth: Synthesized) -> FunctionConfig:
     assert isinstance(variables.pop(ENV_MODEL_STORE), dict)
     assert all(isinstance(value, str) for value in variables.values()), variables
     return FunctionConfig(
-        environment=variables, timeout_s=float(properties["Timeout"]), memory_mb=int(properties["MemorySize"])
+        environment=variables,
+        timeout_s=float(properties["Timeout"]),
+        memory_mb=int(properties["MemorySize"]),
+        snap_start=properties.get("SnapStart") == {"ApplyOn": "PublishedVersions"},
     )
 
 

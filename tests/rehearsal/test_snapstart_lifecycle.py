@@ -68,6 +68,7 @@ def test_the_hooks_run_in_order_and_the_first_request_after_a_restore_loads_noth
     start_function: StartFunction, empty_store: Path, training_output: Path, function_config: FunctionConfig
 ) -> None:
     model_name = function_config.environment[ENV_MODEL_NAME]
+    assert function_config.snap_start  # the deployed default: rehearsed as Lambda runs it
     # Given a published model and an environment initialised for a snapshot
     publish(training_output, str(empty_store), model_name=model_name, progress=False)
     function = start_function(store=empty_store, **SNAP_START)
