@@ -66,8 +66,22 @@ synth: setup
 diff: setup
 	$(CDK) diff
 
+# SnapStart (the default) snapshots one model per function version, so the deploy pins the version
+# LATEST names now: the function version names the model it snapshots, and a model published later
+# reaches users only through the next `make deploy`. With nothing published yet (the first deploy)
+# the function is deployed without SnapStart and follows LATEST; publish, then `make deploy` again.
+# DEPLOY_MODEL and DEPLOY_STACK: the model_name and inference stack of a non-default deployment.
+DEPLOY_MODEL ?= demo-shapes
+DEPLOY_STACK ?= ImageClassifierInference
 deploy: setup
-	$(CDK) deploy --all
+	@if version=$$($(PYTHON) -m model_training versions --latest --model-name $(DEPLOY_MODEL) \
+			--store stack:$(DEPLOY_STACK)); then \
+		echo "deploying $(DEPLOY_MODEL) $$version (LATEST now), snapshotted with SnapStart"; \
+		$(CDK) deploy --all -c model_name=$(DEPLOY_MODEL) -c model_version=$$version; \
+	else \
+		echo "no published $(DEPLOY_MODEL) to snapshot: deploying without SnapStart, following LATEST"; \
+		$(CDK) deploy --all -c model_name=$(DEPLOY_MODEL) -c snap_start=false; \
+	fi
 
 destroy: setup
 	$(CDK) destroy --all

@@ -212,6 +212,11 @@ def _add_versions(subparsers: argparse._SubParsersAction) -> None:
     command.add_argument(
         "--model-name", default=DEMO_MODEL_NAME, help="the model to list (default: %(default)s)"
     )
+    command.add_argument(
+        "--latest",
+        action="store_true",
+        help=f"print only the version {LATEST_POINTER} names (exit 1 if none): what `make deploy` pins",
+    )
     command.set_defaults(run=run_versions)
 
 
@@ -339,7 +344,14 @@ def run_publish(args: argparse.Namespace) -> int:
 
 def run_versions(args: argparse.Namespace) -> int:
     store = resolve_store(args.store, region=args.region)
-    print(describe_listing(list_versions(store, args.model_name), store))
+    listing = list_versions(store, args.model_name)
+    if not args.latest:
+        print(describe_listing(listing, store))
+        return 0
+    if listing.latest is None or listing.latest not in listing.versions:
+        info(f"{args.model_name} has no complete version {LATEST_POINTER} names in {store}")
+        return 1
+    print(listing.latest)
     return 0
 
 

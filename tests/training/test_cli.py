@@ -73,7 +73,7 @@ def test_help_explains_every_command_and_option(capsys: pytest.CaptureFixture[st
             "--no-progress",
         ],
         "publish": ["--store", "--model-name", "--version"],
-        "versions": ["--store", "--model-name"],
+        "versions": ["--store", "--model-name", "--latest"],
         "predict": ["--json", "--top-k", "--auth", "--api-key", "--region"],
     }.items():
         with pytest.raises(SystemExit) as exited:
@@ -96,6 +96,12 @@ def test_one_command_trains_and_publishes_the_demo_model(
     assert (store / MODEL_NAME / "LATEST").read_text() == "v1"
     code, out, _ = run(capsys, "versions", "--store", str(store))
     assert (code, out) == (0, f"{MODEL_NAME} in {store}:\n  v1  <- LATEST\n")
+    # `make deploy` pins the version LATEST names (SnapStart snapshots one model per function version)
+    code, out, _ = run(capsys, "versions", "--latest", "--store", str(store))
+    assert (code, out) == (0, "v1\n")
+    code, out, err = run(capsys, "versions", "--latest", "--store", str(store), "--model-name", "unpublished")
+    assert (code, out) == (1, "")
+    assert f"unpublished has no complete version LATEST names in {store}" in err
 
 
 def test_an_image_folder_trains_with_its_folder_names_as_labels(
