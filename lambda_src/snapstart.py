@@ -126,8 +126,9 @@ def forget_aws_session() -> None:
     Under SnapStart the SDK's credentials come from the container credentials endpoint, and a
     snapshot may be restored long after the credentials it holds were issued.
     """
-    boto3 = sys.modules.get("boto3")
-    if boto3 is not None:
+    if "boto3" in sys.modules:  # imported already (an S3 store): nothing to pay here
+        import boto3
+
         boto3.DEFAULT_SESSION = None
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Callable
 
 import boto3
 import pytest
@@ -72,7 +73,9 @@ def test_a_client_given_to_the_store_is_kept_with_its_connections_closed(model_b
     assert store.client is client
 
 
-def test_no_snapshot_is_taken_without_a_model_to_serve(make_service) -> None:  # type: ignore[no-untyped-def]
+def test_no_snapshot_is_taken_without_a_model_to_serve(
+    make_service: Callable[..., tuple[InferenceService, CapturedTelemetry, list[float]]],
+) -> None:
     # Given a service whose model is not published
     service, _, _ = make_service("never-published")
     assert not service.load()
