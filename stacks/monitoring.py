@@ -306,7 +306,9 @@ class InferenceDashboard(Construct):
         )
         self.dashboard.add_widgets(self._build_cold_starts(log_groups), self._build_model_loads(metrics))
         if snap_start:
-            self.dashboard.add_widgets(self._build_restores(metrics), self._build_restore_durations(log_groups))
+            self.dashboard.add_widgets(
+                self._build_restores(metrics), self._build_restore_durations(log_groups)
+            )
         self.dashboard.add_widgets(
             self._build_versions(metrics),
             self._build_model_versions_served(log_groups),

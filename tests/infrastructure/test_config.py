@@ -231,7 +231,9 @@ def test_provisioned_concurrency_above_the_reservation_is_rejected(cdk_context: 
         parse_with(cdk_context, reserved_concurrency=4, provisioned_concurrency=5)
 
 
-def test_snap_start_refuses_what_lambda_refuses_beside_it_naming_both_keys(cdk_context: dict[str, object]) -> None:
+def test_snap_start_refuses_what_lambda_refuses_beside_it_naming_both_keys(
+    cdk_context: dict[str, object],
+) -> None:
     # Given SnapStart (on by default) and provisioned concurrency, and more than 512 MB of /tmp
     with pytest.raises(ConfigError) as raised:
         parse_with(cdk_context, provisioned_concurrency="2", ephemeral_storage_mb="1024")
@@ -242,7 +244,9 @@ def test_snap_start_refuses_what_lambda_refuses_beside_it_naming_both_keys(cdk_c
     assert "-c provisioned_concurrency=0, or -c snap_start=false" in message
     assert "-c ephemeral_storage_mb=512, or -c snap_start=false" in message
     # And without SnapStart both are allowed; with it, 512 MB is
-    assert parse_with(cdk_context, snap_start="false", provisioned_concurrency="2", ephemeral_storage_mb="1024")
+    assert parse_with(
+        cdk_context, snap_start="false", provisioned_concurrency="2", ephemeral_storage_mb="1024"
+    )
     assert parse_with(cdk_context, ephemeral_storage_mb="512").snap_start
 
 

@@ -221,7 +221,9 @@ def test_the_function_its_role_log_group_and_alias_keep_their_logical_ids(defaul
     assert {logical_id: resources[logical_id]["Type"] for logical_id in expected} == expected
 
 
-def test_snap_start_is_on_by_default_and_callers_reach_a_published_version(default_synth: Synthesized) -> None:
+def test_snap_start_is_on_by_default_and_callers_reach_a_published_version(
+    default_synth: Synthesized,
+) -> None:
     # Given the default deployment: SnapStart snapshots published versions (never $LATEST)
     assert function_properties(default_synth)["SnapStart"] == {"ApplyOn": "PublishedVersions"}
     # Then the live alias names a published version of the function, whose snapshot restores serve

@@ -408,7 +408,9 @@ def test_dashboard_shows_snap_start_restores_only_with_snap_start(
 ) -> None:
     # Given the default deployment (SnapStart on)
     default_synth = synthesized("default")
-    widgets = {widget["properties"].get("title"): widget for widget in dashboard_body(default_synth)["widgets"]}
+    widgets = {
+        widget["properties"].get("title"): widget for widget in dashboard_body(default_synth)["widgets"]
+    }
     # Then restores are counted and timed from the handler's metrics, and Lambda's own restore
     # durations are read from its REPORT lines, in the function's log group
     metrics = json.dumps(widgets["SnapStart restores"]["properties"]["metrics"])
