@@ -38,6 +38,10 @@ from lambda_src.errors import ModelUnavailable
 from lambda_src.prefetch import PrefetchingStore
 from lambda_src.service import InferenceService
 
+# The threads the runtime code starts: the prefetch (prefetch.py) and a ranged read's parts
+# (model_store.py). None may run into a snapshot: each would resume mid-transfer on a dead connection.
+RUNTIME_THREAD_PREFIXES = ("model-prefetch", "s3-part")
+
 
 class SnapshotRefused(RuntimeError):
     """The environment must not be snapshotted: a restore from it would have no model to serve."""
@@ -76,9 +80,12 @@ class SnapshotLifecycle:
             raise SnapshotRefused(
                 f"no snapshot without a model to serve ({error.reason}): {error.detail}"
             ) from None
-        running = sorted(thread.name for thread in threading.enumerate() if _ours(thread))
-        if running:
-            raise SnapshotRefused(f"threads still running at the snapshot: {', '.join(running)}")
+        alive = sorted(
+            thread.name for thread in threading.enumerate() if thread is not threading.main_thread()
+        )
+        ours = [name for name in alive if name.startswith(RUNTIME_THREAD_PREFIXES)]
+        if ours:
+            raise SnapshotRefused(f"the runtime's threads still run at the snapshot: {', '.join(ours)}")
         gc.collect()
         manifest = classifier.model.manifest
         self.service.telemetry.logger.info(
@@ -88,6 +95,7 @@ class SnapshotLifecycle:
                 "model_version": manifest.version,
                 "peak_rss_mb": peak_rss_mb(),
                 "torch_threads": classifier.model.torch_threads,
+                "other_threads": alive,  # none in the image: a library's would show here
             },
         )
 
@@ -146,8 +154,3 @@ def reseed_random() -> None:
 def peak_rss_mb() -> float:
     """This process's peak resident memory so far (MiB): what the snapshot holds, about."""
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
-
-
-def _ours(thread: threading.Thread) -> bool:
-    """A thread still running besides the main one (the runtime client runs none of its own)."""
-    return thread is not threading.main_thread() and thread.is_alive()
