@@ -137,7 +137,7 @@ def test_a_model_that_cannot_be_served_is_never_snapshotted_lambda_gets_a_before
     assert function.api.init_error is not None
     assert function.api.init_error["errorType"] == "SnapshotRefused"
     assert "no snapshot without a model to serve (not_published)" in function.api.init_error["errorMessage"]
-    assert function.exited(within_s=10) == 64
+    assert function.exited(within_s=60) == 64
 
 
 def test_a_failing_after_restore_hook_is_reported_as_a_restore_error(
@@ -166,5 +166,5 @@ def test_a_failing_after_restore_hook_is_reported_as_a_restore_error(
     assert function.api.restore_error["errorType"] == "RuntimeError"
     assert "configuration endpoint refused" in function.api.restore_error["errorMessage"]
     assert "restored" in messages(function.log())
-    assert function.exited(within_s=10) == 65
+    assert function.exited(within_s=60) == 65  # exiting with torch loaded takes a while on a busy machine
     assert not function.api.ready.is_set()  # it never asked for an event
