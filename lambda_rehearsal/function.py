@@ -22,7 +22,7 @@ from typing import Any
 
 from lambda_rehearsal.image_build import copied_files
 from lambda_rehearsal.runtime_api import RuntimeApi
-from lambda_src.contract import API_HANDLER, SNAP_START_INITIALIZATION
+from lambda_src.contract import API_HANDLER, ENV_LAMBDA_INITIALIZATION_TYPE, SNAP_START_INITIALIZATION
 
 UNPRIVILEGED_USER = "nobody"  # the image runs as a non-root user; so does the rehearsal, when it can
 
@@ -67,7 +67,7 @@ def lambda_environment(
         "AWS_LAMBDA_FUNCTION_VERSION": "1",
         "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/InferenceFunction",
         "AWS_LAMBDA_LOG_STREAM_NAME": "2026/01/01/[1]0123456789abcdef0123456789abcdef",
-        "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+        ENV_LAMBDA_INITIALIZATION_TYPE: "on-demand",
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_SESSION_TOKEN": "testing",
@@ -124,7 +124,7 @@ class Function:
         if "PYTHONPATH" in self.environment and "PYTHONPATH" in python_variables:  # both are needed
             python_variables["PYTHONPATH"] += os.pathsep + self.environment["PYTHONPATH"]
         self.environment.update(python_variables)
-        self.snap_start = self.environment["AWS_LAMBDA_INITIALIZATION_TYPE"] == SNAP_START_INITIALIZATION
+        self.snap_start = self.environment[ENV_LAMBDA_INITIALIZATION_TYPE] == SNAP_START_INITIALIZATION
         if self.snap_start:  # Lambda does not set these for SnapStart functions
             for name in ("AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME"):
                 self.environment.pop(name, None)

@@ -22,17 +22,15 @@ Outside Lambda (the local endpoint, the tests) nothing runs them, and without
 from __future__ import annotations
 
 import gc
-import os
 import random
 import resource
 import sys
 import threading
 import time
-from collections.abc import Mapping
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from lambda_src.contract import ENV_LAMBDA_INITIALIZATION_TYPE, SNAP_START_INITIALIZATION, Metric
+from lambda_src.contract import Metric
 from lambda_src.cpus import available_cpus
 from lambda_src.errors import ModelUnavailable
 from lambda_src.prefetch import PrefetchingStore
@@ -45,12 +43,6 @@ RUNTIME_THREAD_PREFIXES = ("model-prefetch", "s3-part")
 
 class SnapshotRefused(RuntimeError):
     """The environment must not be snapshotted: a restore from it would have no model to serve."""
-
-
-def snap_start_initialization(environ: Mapping[str, str] | None = None) -> bool:
-    """Whether Lambda is initialising this environment for a SnapStart snapshot."""
-    env = os.environ if environ is None else environ
-    return env.get(ENV_LAMBDA_INITIALIZATION_TYPE, "") == SNAP_START_INITIALIZATION
 
 
 class SnapshotLifecycle:

@@ -17,7 +17,7 @@ import torch
 from lambda_src.model_store import S3ModelStore
 from lambda_src.prefetch import PrefetchingStore
 from lambda_src.service import InferenceService
-from lambda_src.snapstart import SnapshotLifecycle, SnapshotRefused, snap_start_initialization
+from lambda_src.snapstart import SnapshotLifecycle, SnapshotRefused
 
 from .conftest import MODEL_NAME, TEST_SETTINGS, ModelBucket
 from .support import CapturedTelemetry, Publication, api_gateway_event
@@ -34,13 +34,6 @@ def loaded_service(bucket: ModelBucket, store: PrefetchingStore | None = None) -
 def captured(service: InferenceService) -> CapturedTelemetry:
     assert isinstance(service.telemetry, CapturedTelemetry)
     return service.telemetry
-
-
-def test_only_a_snap_start_initialisation_is_one() -> None:
-    assert snap_start_initialization({"AWS_LAMBDA_INITIALIZATION_TYPE": "snap-start"})
-    for other in ("on-demand", "provisioned-concurrency", ""):
-        assert not snap_start_initialization({"AWS_LAMBDA_INITIALIZATION_TYPE": other})
-    assert not snap_start_initialization({})
 
 
 def test_before_the_snapshot_the_prefetch_is_over_and_no_client_or_thread_is_kept(
