@@ -18,9 +18,11 @@ from lambda_src.model_store import S3ModelStore
 from lambda_src.prefetch import PrefetchingStore
 from lambda_src.service import InferenceService
 from lambda_src.snapstart import SnapshotLifecycle, SnapshotRefused
+from tests.support.events import api_gateway_event
+from tests.support.telemetry import CapturedTelemetry
+from tests.support.tiny_model import Publication
 
 from .conftest import MODEL_NAME, TEST_SETTINGS, ModelBucket
-from .support import CapturedTelemetry, Publication, api_gateway_event
 
 
 def loaded_service(bucket: ModelBucket, store: PrefetchingStore | None = None) -> InferenceService:
