@@ -32,8 +32,8 @@ from bench.harness import MODELS, Bench, function_env, published_models, setting
 from bench.report import table
 from bench.runtime_client import INVOCATION_TIMEOUT_S, first_start, runs_as
 from bench.stats import summarise_s
-from lambda_rehearsal.function import HANDLER, Function, build_task_root, make_writable
-from lambda_src.contract import ENV_LAMBDA_INITIALIZATION_TYPE, SNAP_START_INITIALIZATION
+from lambda_rehearsal.function import Function, build_task_root, make_writable
+from lambda_src.contract import API_HANDLER, ENV_LAMBDA_INITIALIZATION_TYPE, SNAP_START_INITIALIZATION
 
 STORES = ("local", "s3")
 
@@ -55,7 +55,7 @@ def measure_snap_start(
                 snapped[store].append(snapshot_and_restore(task_root, folder, environment, photo))
     finally:
         make_writable(task_root)
-    result: dict[str, Any] = {"command": f"python -m awslambdaric {HANDLER}", "runs_as": runs_as()}
+    result: dict[str, Any] = {"command": f"python -m awslambdaric {API_HANDLER}", "runs_as": runs_as()}
     for store in environments:
         runs = snapped[store]
         result[store] = {
