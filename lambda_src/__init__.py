@@ -20,6 +20,7 @@ reverse. This package never imports aws_cdk.
     images           image bytes to an upright RGB picture (JPEG, PNG, WebP only, within limits)
     preprocessing    RGB picture to tensor, as the manifest says
     model_store      store URIs, local and S3 stores, version resolution (torch-free)
+    deadlines        total wall-clock bounds: work that ends within one, or is given up
     settings         the runtime's environment tunables
     telemetry        JSON logs and CloudWatch EMF metrics
     cpus, timing     how many CPUs torch may use; phase durations

@@ -104,6 +104,12 @@ class NotPublished(ArtifactNotFound):
     reason = UnavailableReason.NOT_PUBLISHED
 
 
+class Misconfigured(ModelArtifactError):
+    """A setting of the function makes the store unusable (e.g. AWS settings no S3 client accepts)."""
+
+    reason = UnavailableReason.MISCONFIGURED
+
+
 class ManifestError(ModelArtifactError):
     """The manifest is not valid JSON or does not follow the schema."""
 

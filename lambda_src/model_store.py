@@ -16,18 +16,30 @@ boto3 honours AWS_ENDPOINT_URL_S3, so the same code reads moto or MinIO locally.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlparse
 
 from lambda_src.artifact import LATEST, WEIGHTS_FILE, check_name, latest_key, manifest_key, s3_store_uri
 from lambda_src.contract import ENV_MODEL_NAME, ENV_MODEL_STORE, ENV_MODEL_VERSION
-from lambda_src.errors import ArtifactNotFound, ManifestError, ModelArtifactError, NotPublished
+from lambda_src.deadlines import Deadline, DeadlineExceeded, call_within
+from lambda_src.errors import (
+    ArtifactNotFound,
+    IntegrityError,
+    ManifestError,
+    Misconfigured,
+    ModelArtifactError,
+    NotPublished,
+)
+
+T = TypeVar("T")
 
 # Every S3 call of the runtime is bounded, so a store that stops answering (a broken proxy or
 # VPC endpoint) cannot hold init past Lambda's 10 s or a request past its timeout. boto3's
@@ -36,7 +48,9 @@ S3_CONNECT_TIMEOUT_S = 1.0
 S3_READ_TIMEOUT_S = 2.0  # without a byte from the store; S3 starts answering in milliseconds
 S3_MAX_ATTEMPTS = 2  # the first try and one retry
 S3_MAX_RETRY_DELAY_S = 1.0  # botocore's standard mode waits at most 1 s before the retry
-# The longest one S3 call can take when the store does not answer: 7 s.
+# The timeouts above bound each wait for a byte; a store that answers and then sends a byte a
+# second never trips them. So each call also has a total bound, whatever the store does: 7 s,
+# what its attempts could take if the store did not answer at all.
 STORE_CALL_BOUND_S = S3_MAX_ATTEMPTS * (S3_CONNECT_TIMEOUT_S + S3_READ_TIMEOUT_S) + S3_MAX_RETRY_DELAY_S
 
 # One GET stream is bandwidth-bound per connection, so the weights are read as byte ranges in
@@ -44,10 +58,16 @@ STORE_CALL_BOUND_S = S3_MAX_ATTEMPTS * (S3_CONNECT_TIMEOUT_S + S3_READ_TIMEOUT_S
 PART_BYTES = 8 * 1024 * 1024
 PARTS_IN_FLIGHT = 8
 # A ranged read makes its calls in two steps: the first part (a call like any other), then the
-# rest concurrently with one attempt each (a failed part fails the read, and cancels the parts
-# not started), so a store that answers the first part and then stops costs at most 10 s.
+# rest concurrently with one attempt each (a failed part fails the read, and stops the parts
+# not started); the whole read is over within 10 s, whatever the store does.
 PART_MAX_ATTEMPTS = 1
 RANGED_READ_BOUND_S = STORE_CALL_BOUND_S + PART_MAX_ATTEMPTS * (S3_CONNECT_TIMEOUT_S + S3_READ_TIMEOUT_S)
+# All the reads of one model load together (LATEST, the manifest, the weights), from any store:
+# a load gives up reading after 7 s, so init (whose reads start before torch is imported) ends
+# inside Lambda's 10 s and a request that reloads inside the function's timeout.
+MODEL_READ_BOUND_S = 7.0
+# A LATEST pointer or a manifest is a few kB: anything over this is refused before it is read.
+MAX_SMALL_OBJECT_BYTES = 1024 * 1024
 
 
 # What S3 answers for a key that is not there. Without s3:ListBucket (least privilege, as the
@@ -79,7 +99,9 @@ class ModelStore(Protocol):
     prefix: str
     store_uri: str
 
-    def read(self, key: str) -> bytes: ...
+    def read(self, key: str, *, size: int | None = None) -> bytes:
+        """The object's bytes; with `size`, an object of another size fails before it is read."""
+        ...
 
     def exists(self, key: str) -> bool: ...
 
@@ -153,9 +175,10 @@ class LocalModelStore:
         self.prefix = ""
         self.store_uri = str(root)
 
-    def read(self, key: str) -> bytes:
+    def read(self, key: str, *, size: int | None = None) -> bytes:
         path = self.root / key
         try:
+            check_size(self.describe(key), path.stat().st_size, size, key)
             return path.read_bytes()
         except FileNotFoundError:
             raise ArtifactNotFound(f"{self.describe(key)} does not exist") from None
@@ -169,8 +192,70 @@ class LocalModelStore:
         return str(self.root / key)
 
 
+def check_size(description: str, actual: int, expected: int | None, key: str) -> None:
+    """Refuse an object of the wrong size (the manifest's, for the weights) before reading it.
+
+    Without an expected size only the weights may be large: a pointer or manifest over
+    MAX_SMALL_OBJECT_BYTES is refused.
+    """
+    if expected is not None and actual != expected:
+        raise IntegrityError(
+            f"{description} is {actual} bytes but the manifest says {expected}: "
+            "the upload is incomplete or the object was replaced"
+        )
+    if expected is None and not _is_weights(key) and actual > MAX_SMALL_OBJECT_BYTES:
+        raise ManifestError(
+            f"{description} is {actual:,} bytes, more than a pointer or manifest ever is "
+            f"({MAX_SMALL_OBJECT_BYTES:,})"
+        )
+
+
+def _is_weights(key: str) -> bool:
+    return key.endswith(f"/{WEIGHTS_FILE}") or key == WEIGHTS_FILE
+
+
+class _Call:
+    """One bounded store call: the responses it is reading, so giving up can cut them off."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._bodies: list[Any] = []
+        self.given_up = False
+
+    def reading(self, response: dict[str, Any]) -> dict[str, Any]:
+        """Register a GET's answer whose body is about to be read; cut it off if the call was given up."""
+        with self._lock:
+            self._bodies.append(response["Body"])
+            given_up = self.given_up
+        if given_up:
+            _cut_off(response["Body"])
+        return response
+
+    def give_up(self) -> None:
+        with self._lock:
+            self.given_up = True
+            bodies = list(self._bodies)
+        for body in bodies:
+            _cut_off(body)
+
+
+def _cut_off(body: Any) -> None:
+    """End a body being read on another thread: its next read gets end-of-stream or an error.
+
+    urllib3 2's `shutdown()` shuts the socket down for reading (wakes a blocked read, frees no
+    file descriptor another thread could reuse); older urllib3 and in-memory bodies close.
+    """
+    raw = getattr(body, "_raw_stream", None)
+    # Already closed, released or finished: nothing left to cut off.
+    with contextlib.suppress(Exception):
+        if raw is not None and callable(getattr(raw, "shutdown", None)):
+            raw.shutdown()
+        else:
+            body.close()
+
+
 class S3ModelStore:
-    """A model store under `s3://bucket/prefix`."""
+    """A model store under `s3://bucket/prefix`; every call ends within its bound, whatever S3 does."""
 
     def __init__(self, bucket: str, prefix: str, client: Any | None = None) -> None:
         self.bucket = bucket
@@ -187,13 +272,13 @@ class S3ModelStore:
         return self._client
 
     def _new_client(self) -> Any:
-        return bounded_s3_client()
+        return _configured_client(S3_MAX_ATTEMPTS)
 
     @property
     def part_client(self) -> Any:
         """The client for a ranged read's later parts: one attempt each (RANGED_READ_BOUND_S)."""
         if self._part_client is None:
-            self._part_client = bounded_s3_client(attempts=PART_MAX_ATTEMPTS)
+            self._part_client = _configured_client(PART_MAX_ATTEMPTS)
         return self._part_client
 
     def close(self) -> None:
@@ -206,55 +291,79 @@ class S3ModelStore:
         if not self._client_given:
             self._client = self._part_client = None
 
-    def read(self, key: str) -> bytes:
+    def read(self, key: str, *, size: int | None = None) -> bytes:
         """The object at `key`: the weights in parallel parts, anything else (small) in one GET."""
-        if key.endswith(f"/{WEIGHTS_FILE}") or key == WEIGHTS_FILE:
-            return self.read_in_parts(key)
-        with self._errors(key):
-            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        if _is_weights(key):
+            return self.read_in_parts(key, size=size)
+        return self._bounded(key, STORE_CALL_BOUND_S, lambda call: self._read_whole(call, key, size))
 
-    def read_in_parts(self, key: str) -> bytes:
+    def read_in_parts(self, key: str, *, size: int | None = None) -> bytes:
         """The object at `key`, read with up to PARTS_IN_FLIGHT ranged GETs of PART_BYTES at once."""
-        from concurrent.futures import ThreadPoolExecutor
+        return self._bounded(key, RANGED_READ_BOUND_S, lambda call: self._read_parts(call, key, size))
 
+    def exists(self, key: str) -> bool:
+        def head(call: _Call) -> bool:
+            try:
+                with self._errors(key):
+                    self.client.head_object(Bucket=self.bucket, Key=key)
+            except ArtifactNotFound:
+                return False
+            return True
+
+        return self._bounded(key, STORE_CALL_BOUND_S, head)
+
+    def _bounded(self, key: str, bound_s: float, work: Callable[[_Call], T]) -> T:
+        """`work`'s answer within `bound_s` seconds in total, else ModelArtifactError (its reads cut off)."""
+        call = _Call()
+        try:
+            return call_within(bound_s, lambda: work(call), give_up=call.give_up, name="s3-call")
+        except DeadlineExceeded:
+            raise ModelArtifactError(
+                f"cannot read {self.describe(key)}: the store did not answer within {bound_s:g} s"
+            ) from None
+
+    def _read_whole(self, call: _Call, key: str, size: int | None) -> bytes:
         with self._errors(key):
-            first = self.client.get_object(Bucket=self.bucket, Key=key, Range=_byte_range(0, PART_BYTES))
-            size, first_length = _object_size(first), int(first["ContentLength"])
+            response = call.reading(self.client.get_object(Bucket=self.bucket, Key=key))
+            with response["Body"] as body:
+                check_size(self.describe(key), int(response["ContentLength"]), size, key)
+                data: bytes = body.read()
+                return data
+
+    def _read_parts(self, call: _Call, key: str, size: int | None) -> bytes:
+        with self._errors(key):
+            first = call.reading(
+                self.client.get_object(Bucket=self.bucket, Key=key, Range=_byte_range(0, PART_BYTES))
+            )
+            whole_size, first_length = _object_size(first), int(first["ContentLength"])
+            try:
+                check_size(self.describe(key), whole_size, size, key)  # before a byte is buffered
+            except ModelArtifactError:
+                first["Body"].close()
+                raise
             # The parts land in a BytesIO's own buffer, whose getvalue() then hands that buffer
             # over as bytes: no second copy of the weights (a bytearray would need one).
             buffer = io.BytesIO()
-            if size:
-                buffer.seek(size - 1)
+            if whole_size:
+                buffer.seek(whole_size - 1)
                 buffer.write(b"\0")
             with buffer.getbuffer() as whole:
                 _read_into(first, whole, 0)
-                pool = ThreadPoolExecutor(max_workers=PARTS_IN_FLIGHT, thread_name_prefix="s3-part")
-                try:
-                    starts = range(first_length, size, PART_BYTES)
-                    parts = [
-                        pool.submit(self._get_part, key, first["ETag"], whole, start) for start in starts
-                    ]
-                    for part in parts:
-                        part.result()
-                finally:  # after a failure, the parts not started yet are never requested
-                    pool.shutdown(wait=True, cancel_futures=True)
+                starts = range(first_length, whole_size, PART_BYTES)
+                _each_in_parallel(
+                    starts, lambda start: self._get_part(call, key, first["ETag"], whole, start), call
+                )
         return buffer.getvalue()
 
-    def _get_part(self, key: str, etag: str, whole: memoryview, start: int) -> None:
+    def _get_part(self, call: _Call, key: str, etag: str, whole: memoryview, start: int) -> None:
         """Read the part at `start` into `whole`, only from the object's version tagged `etag`."""
         length = min(PART_BYTES, len(whole) - start)
-        response = self.part_client.get_object(
-            Bucket=self.bucket, Key=key, Range=_byte_range(start, length), IfMatch=etag
+        response = call.reading(
+            self.part_client.get_object(
+                Bucket=self.bucket, Key=key, Range=_byte_range(start, length), IfMatch=etag
+            )
         )
         _read_into(response, whole, start)
-
-    def exists(self, key: str) -> bool:
-        try:
-            with self._errors(key):
-                self.client.head_object(Bucket=self.bucket, Key=key)
-        except ArtifactNotFound:
-            return False
-        return True
 
     @contextmanager
     def _errors(self, key: str) -> Iterator[None]:
@@ -277,6 +386,46 @@ class S3ModelStore:
         return f"s3://{self.bucket}/{key}"
 
 
+def _configured_client(attempts: int) -> Any:
+    """The bounded client, or Misconfigured: the environment's AWS settings cannot make one."""
+    try:
+        return bounded_s3_client(attempts=attempts)
+    except Exception as error:  # botocore raises ValueError and its own types for bad settings
+        raise Misconfigured(f"cannot make an S3 client from the function's AWS settings: {error}") from None
+
+
+def _each_in_parallel(items: Iterable[int], work: Callable[[int], None], call: _Call) -> None:
+    """`work(item)` for every item, PARTS_IN_FLIGHT at a time on daemon threads; the first error is raised.
+
+    After a failure (or once the call is given up) the items not started are never worked on.
+    Daemon threads, not an executor's: a part the store holds up must not hold up the exit.
+    """
+    pending = iter(items)
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        while True:
+            with lock:
+                item = None if errors or call.given_up else next(pending, None)
+            if item is None:
+                return
+            try:
+                work(item)
+            except BaseException as error:
+                with lock:
+                    errors.append(error)
+                return
+
+    threads = [threading.Thread(target=worker, name="s3-part", daemon=True) for _ in range(PARTS_IN_FLIGHT)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()  # each part's call is bounded, and giving up the call cuts them off
+    if errors:
+        raise errors[0]
+
+
 def _byte_range(start: int, length: int) -> str:
     return f"bytes={start}-{start + length - 1}"
 
@@ -296,6 +445,38 @@ def _object_size(response: dict[str, Any]) -> int:
     if content_range is None:  # a store that ignores Range sends the whole object
         return int(response["ContentLength"])
     return int(content_range.rpartition("/")[2])
+
+
+class BoundedStore:
+    """A store whose reads, all together, end by one deadline: what one model load may spend reading.
+
+    Each read runs on its own thread and is given up when the deadline passes, so even a store
+    whose own calls are not bounded (a folder on a network file system) cannot hold a load.
+    """
+
+    def __init__(self, store: ModelStore, deadline: Deadline) -> None:
+        self.store = store
+        self.prefix = store.prefix
+        self.store_uri = store.store_uri
+        self.deadline = deadline
+
+    def read(self, key: str, *, size: int | None = None) -> bytes:
+        return self._within(key, lambda: self.store.read(key, size=size))
+
+    def exists(self, key: str) -> bool:
+        return self._within(key, lambda: self.store.exists(key))
+
+    def describe(self, key: str) -> str:
+        return self.store.describe(key)
+
+    def _within(self, key: str, work: Callable[[], T]) -> T:
+        try:
+            return call_within(self.deadline.remaining(), work, name="model-read")
+        except DeadlineExceeded:
+            raise ModelArtifactError(
+                f"cannot read {self.describe(key)}: the store did not answer within the "
+                f"{self.deadline.seconds:g} s a model load may spend reading"
+            ) from None
 
 
 def resolve_version(store: ModelStore, model_name: str, version: str) -> str:

@@ -5,8 +5,9 @@ the network for the LATEST pointer, the manifest and the weights. `PrefetchingSt
 that reading (boto3's import included) in a thread first, so the wait overlaps the imports.
 The loader then reads through it like any store: each object it asks for comes from what
 the thread fetched, once, or fails as it failed there (a store that does not answer is not
-waited on twice, so init stays within the bound of one store call); anything else (a
-retry, an object the thread never reached) is read the ordinary way.
+waited on twice); anything else (a retry, an object the thread never reached) is read the
+ordinary way. The thread's reads all end within MODEL_READ_BOUND_S of its start, and nobody
+waits for it longer than that.
 """
 
 from __future__ import annotations
@@ -14,9 +15,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 
-from lambda_src.artifact import manifest_key, weights_key
+from lambda_src.artifact import Manifest, manifest_key, weights_key
+from lambda_src.deadlines import Deadline
 from lambda_src.errors import ModelArtifactError
-from lambda_src.model_store import ModelLocation, S3ModelStore, open_store, resolve_version
+from lambda_src.model_store import (
+    MODEL_READ_BOUND_S,
+    BoundedStore,
+    ModelLocation,
+    S3ModelStore,
+    open_store,
+    resolve_version,
+)
 
 
 def prefetch_from_env(environ: Mapping[str, str] | None = None) -> PrefetchingStore | None:
@@ -39,6 +48,8 @@ class PrefetchingStore:
         self.prefix = store.prefix
         self.store_uri = store.store_uri
         self.location = location
+        self.deadline = Deadline(MODEL_READ_BOUND_S)
+        self._bounded = BoundedStore(store, self.deadline)
         self._fetched: dict[str, bytes] = {}
         self._failed: dict[str, ModelArtifactError] = {}
         self._lock = threading.Lock()
@@ -54,15 +65,20 @@ class PrefetchingStore:
             return None
         return cls(store, location) if isinstance(store, S3ModelStore) else None
 
-    def read(self, key: str) -> bytes:
+    def read(self, key: str, *, size: int | None = None) -> bytes:
         """The object at `key`: what the prefetch got (bytes or its error) the first time, else read now."""
-        self._thread.join()
+        self._thread.join(self.deadline.remaining())
+        if self._thread.is_alive():  # its reads end at the deadline: this is that moment
+            bound = self.deadline.seconds
+            raise ModelArtifactError(
+                f"cannot read {self.describe(key)}: the store did not answer within {bound:g} s"
+            )
         with self._lock:
             data = self._fetched.pop(key, None)
             failure = self._failed.pop(key, None)
         if failure is not None:
             raise failure
-        return data if data is not None else self.store.read(key)
+        return data if data is not None else self.store.read(key, size=size)
 
     def finish(self) -> None:
         """Wait for the prefetch, drop what the loader never asked for, close the store's connections.
@@ -86,14 +102,15 @@ class PrefetchingStore:
         name = self.location.model_name
         try:
             version = resolve_version(_Keeping(self), name, self.location.version)
-            for key in (manifest_key(self.prefix, name, version), weights_key(self.prefix, name, version)):
-                self._keep(key)
+            manifest = Manifest.from_json(self._keep(manifest_key(self.prefix, name, version)))
+            # The manifest's size: weights of another size are refused before they are read.
+            self._keep(weights_key(self.prefix, name, version), size=manifest.weights_size_bytes)
         except Exception:  # the loader reads it again and reports the error as usual
             return
 
-    def _keep(self, key: str) -> bytes:
+    def _keep(self, key: str, *, size: int | None = None) -> bytes:
         try:
-            data = self.store.read(key)
+            data = self._bounded.read(key, size=size)
         except ModelArtifactError as error:
             with self._lock:
                 self._failed[key] = error
@@ -111,8 +128,8 @@ class _Keeping:
         self.store_uri = prefetching.store_uri
         self._prefetching = prefetching
 
-    def read(self, key: str) -> bytes:
-        return self._prefetching._keep(key)
+    def read(self, key: str, *, size: int | None = None) -> bytes:
+        return self._prefetching._keep(key, size=size)
 
     def exists(self, key: str) -> bool:
         return self._prefetching.exists(key)

@@ -13,6 +13,7 @@ from moto.server import ThreadedMotoServer
 
 from lambda_src.errors import ModelArtifactError
 from lambda_src.model_store import (
+    MODEL_READ_BOUND_S,
     S3_CONNECT_TIMEOUT_S,
     S3_MAX_ATTEMPTS,
     S3_READ_TIMEOUT_S,
@@ -21,6 +22,7 @@ from lambda_src.model_store import (
 )
 from model_training.publishing import publish
 from tests.e2e.conftest import MODEL_NAME, curl, top_labels
+from tests.support.faulty_store import Fault, every_get_of, faulty_store
 from tests.support.local_server import start_server
 from tests.support.silent_store import silent_endpoint
 
@@ -137,3 +139,32 @@ def test_every_s3_read_of_the_runtime_gives_up_within_the_bound(monkeypatch):
     config = store.client.meta.config
     assert (config.connect_timeout, config.read_timeout) == (S3_CONNECT_TIMEOUT_S, S3_READ_TIMEOUT_S)
     assert config.retries == {"mode": "standard", "total_max_attempts": S3_MAX_ATTEMPTS}
+
+
+def test_a_store_that_answers_then_drips_gets_503s_within_the_bound_and_ctrl_c_stops_it(
+    training_output, tmp_path
+):
+    # Given a published model behind an S3 endpoint that answers the weights, then sends a byte a second
+    with faulty_store(every_get_of("/model.pt", Fault.DRIP_BODY), bucket=BUCKET) as store:
+        publish(training_output, f"s3://{BUCKET}/models", progress=False, s3_client=store.client)
+        env = {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL_S3": store.url, "MODEL_RETRY_SECONDS": "0"}
+        args = ["--store", f"s3://{BUCKET}/models", "--model-name", MODEL_NAME]
+        # When the local endpoint starts (its first load gives up within the bound)
+        server = start_server("local_endpoint", args, tmp_path / "server.log", env=env)
+        try:
+            # Then a request that loads again gets its 503 within the bound on a load's reads
+            asked = time.monotonic()
+            status, body = curl(
+                f"{server.url}/predict", "-H", "Content-Type: image/png", "--data-binary", "x"
+            )
+            answered_s = time.monotonic() - asked
+            stopping = time.monotonic()
+        finally:
+            exit_code = server.stop(signal.SIGINT, timeout_s=MODEL_READ_BOUND_S + 10)
+        stopped_s = time.monotonic() - stopping
+    assert status == 503 and body["error"]["reason"] == "store_unreadable", body
+    assert answered_s <= MODEL_READ_BOUND_S + 3, answered_s
+    # and Ctrl-C ends it at once, cleanly
+    assert exit_code == 0 and stopped_s <= 3, stopped_s
+    assert "Traceback" not in server.log()
+    assert "did not answer within" in server.log()
