@@ -56,7 +56,7 @@ def parse_event(event: object) -> ApiRequest:
     if not isinstance(is_base64_encoded, bool):
         raise BadRequest("the event's isBase64Encoded must be true or false")
     return ApiRequest(
-        method=method.upper(),
+        method=method,  # method tokens are case-sensitive (RFC 9110): `get` is not GET
         path=_route_path(event),
         headers=_headers(event),
         query=_query(event),
@@ -150,11 +150,11 @@ def read_body(request: ApiRequest, *, max_bytes: int) -> bytes:
 
 
 def json_response(status: int, payload: Any, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """A proxy response with a JSON body."""
+    """A proxy response with a JSON body: strict JSON (a NaN or infinity is a ValueError, never sent)."""
     return {
         "statusCode": status,
         "headers": {**_RESPONSE_HEADERS, **(headers or {})},
-        "body": json.dumps(payload, separators=(",", ":"), ensure_ascii=False),
+        "body": json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False),
         "isBase64Encoded": False,
     }
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -33,6 +34,11 @@ _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# Pixels are scaled to [0, 1] before normalising: a mean outside that range, or a std so small
+# or large that (pixel - mean) / std leaves the range a network is trained on, is a mistake
+# that would otherwise surface as scores of NaN or infinity.
+MEAN_RANGE = (0.0, 1.0)
+STD_RANGE = (0.01, 10.0)
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic")  # resize filters, as torchvision names them
 SOURCE_KINDS = ("trained", "torchvision", "timm", "file")
 
@@ -53,7 +59,8 @@ def _is_integer(value: object) -> bool:
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite int or float (not a bool, NaN or infinity)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def s3_store_uri(bucket: str, prefix: str) -> str:
@@ -113,11 +120,16 @@ class Preprocessing:
             raise ManifestError(
                 f"preprocessing needs 0 < crop <= resize <= 4096, got crop={self.crop} resize={self.resize}"
             )
-        for name, values in (("mean", self.mean), ("std", self.std)):
+        for name, values, (low, high) in (("mean", self.mean, MEAN_RANGE), ("std", self.std, STD_RANGE)):
             if len(values) != 3 or not all(_is_number(v) for v in values):
-                raise ManifestError(f"preprocessing.{name} must be three numbers, got {values!r}")
-        if any(v <= 0 for v in self.std):
-            raise ManifestError(f"preprocessing.std must be positive, got {self.std!r}")
+                raise ManifestError(
+                    f"preprocessing.{name} must be three numbers (finite ones), got {values!r}"
+                )
+            if not all(low <= v <= high for v in values):
+                raise ManifestError(
+                    f"preprocessing.{name} must be from {low:g} to {high:g} (pixels are scaled to 0-1), "
+                    f"got {values!r}"
+                )
 
 
 @dataclass(frozen=True)
@@ -185,7 +197,7 @@ class Manifest:
         if not _is_integer(self.weights_size_bytes) or self.weights_size_bytes <= 0:
             raise ManifestError("manifest weights_size_bytes must be a positive integer")
         if not all(isinstance(name, str) and _is_number(value) for name, value in self.metrics.items()):
-            raise ManifestError("manifest metrics must map names to numbers")
+            raise ManifestError("manifest metrics must map names to numbers (finite ones)")
         if not all(
             isinstance(name, str) and isinstance(value, str) for name, value in self.framework.items()
         ):
@@ -200,7 +212,7 @@ class Manifest:
         return data
 
     def to_json(self) -> bytes:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True).encode("utf-8")
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True, allow_nan=False).encode("utf-8")
 
     @classmethod
     def from_dict(cls, data: Any) -> Manifest:
@@ -248,10 +260,17 @@ class Manifest:
     @classmethod
     def from_json(cls, raw: bytes) -> Manifest:
         try:
-            data = json.loads(raw)
+            data = json.loads(raw, parse_constant=_refuse_constant)
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             raise ManifestError(f"manifest is not valid JSON: {error}") from None
+        except RecursionError:
+            raise ManifestError("manifest is not valid JSON: it is nested too deeply") from None
         return cls.from_dict(data)
+
+
+def _refuse_constant(name: str) -> Any:
+    """Python's json reads NaN and Infinity, which are not JSON: a manifest holding them is invalid."""
+    raise ManifestError(f"manifest is not valid JSON: {name} is not a JSON number")
 
 
 def _object(data: dict[str, Any], key: str) -> dict[str, Any]:

@@ -230,7 +230,12 @@ class BatchWorker:
                         message = error.message[:MAX_MESSAGE_CHARS]
                         lines[index]["error"] = {"code": error.code, "message": message}
                 if inputs:
-                    ranked = classifier.predict([tensor for _, tensor in inputs], top_k)
+                    try:
+                        ranked = classifier.predict([tensor for _, tensor in inputs], top_k)
+                    except ApiError as error:  # outputs no JSON can carry: each image says so
+                        for index, _ in inputs:
+                            lines[index]["error"] = {"code": error.code, "message": error.message}
+                        continue
                     for (index, _), predictions in zip(inputs, ranked, strict=True):
                         lines[index]["predictions"] = [prediction.to_dict() for prediction in predictions]
         return lines

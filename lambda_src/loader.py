@@ -22,13 +22,21 @@ from lambda_src.artifact import (
     weights_key,
 )
 from lambda_src.cpus import available_cpus
+from lambda_src.deadlines import Deadline
 from lambda_src.errors import (
     ArchitectureMismatch,
     IntegrityError,
     ManifestError,
     ModelArtifactError,
 )
-from lambda_src.model_store import ModelLocation, ModelStore, open_store, resolve_version
+from lambda_src.model_store import (
+    MODEL_READ_BOUND_S,
+    BoundedStore,
+    ModelLocation,
+    ModelStore,
+    open_store,
+    resolve_version,
+)
 from lambda_src.timing import PhaseTimer
 
 _log = logging.getLogger(__name__)
@@ -45,12 +53,20 @@ class LoadedModel:
 
 
 def load_model(
-    location: ModelLocation, *, torch_threads: int = 0, store: ModelStore | None = None
+    location: ModelLocation,
+    *,
+    torch_threads: int = 0,
+    store: ModelStore | None = None,
+    read_bound_s: float = MODEL_READ_BOUND_S,
 ) -> LoadedModel:
-    """Read, verify, build and warm up the model at `location` (threads: 0 = all available CPUs)."""
+    """Read, verify, build and warm up the model at `location` (threads: 0 = all available CPUs).
+
+    Its reads, all together, give up after `read_bound_s`, whatever the store does.
+    """
     timer = PhaseTimer()
     with timer.phase("open_store"):
-        store = store if store is not None else _open_store(location.store_uri)
+        opened = store if store is not None else _open_store(location.store_uri)
+        store = BoundedStore(opened, Deadline(read_bound_s))
     with timer.phase("resolve_version"):
         version = resolve_version(store, location.model_name, location.version)
     with timer.phase("read_manifest"):
@@ -58,7 +74,10 @@ def load_model(
         check_architecture(manifest.architecture)  # before downloading weights it could not use
     weights_location = store.describe(weights_key(store.prefix, location.model_name, version))
     with timer.phase("read_weights"):
-        weights = store.read(weights_key(store.prefix, location.model_name, version))
+        # The manifest's size: a replaced or truncated model.pt is refused before it is read.
+        weights = store.read(
+            weights_key(store.prefix, location.model_name, version), size=manifest.weights_size_bytes
+        )
     with timer.phase("verify_weights"):
         verify_weights(weights, manifest, weights_location)
     with timer.phase("read_state_dict"):
@@ -140,6 +159,15 @@ def read_state_dict(weights: bytes, description: str) -> Mapping[str, torch.Tens
     return state_dict
 
 
+def non_finite_tensors(state_dict: Mapping[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors holding NaN or infinity (publishing refuses those)."""
+    return [
+        name
+        for name, tensor in state_dict.items()
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+    ]
+
+
 def optimise_for_inference(network: torch.nn.Module) -> torch.nn.Module:
     """The eval-mode network made cheaper to run on CPU, with the same outputs (to float rounding).
 
@@ -168,15 +196,22 @@ def configure_threads(requested: int) -> int:
 def warm_up(network: torch.nn.Module, crop: int) -> None:
     """One forward pass, so the first request does not pay for lazy initialisation.
 
-    It also proves the architecture runs on the manifest's crop size (some need a minimum).
+    It also proves the architecture runs on the manifest's crop size (some need a minimum),
+    and that its outputs are numbers: weights holding NaN or infinity would answer every
+    request with scores no JSON can carry.
     """
     try:
         with torch.inference_mode():
-            network(torch.zeros(1, 3, crop, crop))
+            outputs = network(torch.zeros(1, 3, crop, crop))
     except RuntimeError as error:
         raise ArchitectureMismatch(
             f"the model cannot run on the manifest's {crop}x{crop} input: {_first_line(error)}"
         ) from None
+    if not torch.isfinite(outputs).all():
+        raise ArchitectureMismatch(
+            "the model's outputs are not finite numbers (NaN or infinity): its weights hold "
+            "non-finite values or overflow; publish a model whose outputs are finite"
+        )
 
 
 def _first_line(error: BaseException) -> str:

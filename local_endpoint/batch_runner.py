@@ -115,7 +115,7 @@ def run_local_batch(
     ):
         for lines in _classified(worker, images.source, batches, resolved, workers):
             for line in lines:
-                file.write(json.dumps(line, separators=(",", ":")) + "\n")
+                file.write(json.dumps(line, separators=(",", ":"), allow_nan=False) + "\n")
                 failed += "error" in line
             file.flush()
             bar.update(len(lines))

@@ -141,7 +141,21 @@ def read_output(folder: Path) -> tuple[bytes, Manifest]:
             f"{weights_path} does not match the SHA-256 and size in {manifest_path}: "
             "the folder holds the weights of a different run; train again"
         )
+    check_finite(weights, str(weights_path))
     return weights, manifest
+
+
+def check_finite(weights: bytes, description: str) -> None:
+    """IntegrityError if a weight is NaN or infinite: such a model would answer scores no JSON can carry."""
+    from lambda_src.loader import non_finite_tensors, read_state_dict  # torch, only when publishing
+
+    bad = non_finite_tensors(read_state_dict(weights, description))
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise IntegrityError(
+            f"{description} holds NaN or infinite values (in {shown}): the training diverged or the "
+            "file is damaged; such a model cannot be published"
+        )
 
 
 def publish(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 import threading
 import time
@@ -116,8 +117,32 @@ def _publish_fault(bucket: ModelBucket, name: str, fault: str, weights: bytes, t
             manifest=_small_manifest(name, "v1", weights, preprocessing=Preprocessing(resize=16, crop=16))
         )
         return "the model cannot run on the manifest's 16x16 input"
+    if fault == "weights hold NaN":
+        network = build_model(SMALL_ARCHITECTURE, 3)
+        with torch.no_grad():
+            network.features[0].weight[0, 0, 0, 0] = float("nan")
+        publish_small(data=state_dict_bytes(network))
+        return "the model's outputs are not finite numbers"
+    if fault == "manifest nested too deeply":
+        publish_small()
+        bucket.write(manifest_key(PREFIX, name, "v1"), b"[" * 100_000 + b"]" * 100_000)
+        return "nested too deeply"
+    if fault in BAD_PREPROCESSING:
+        publish_small()
+        manifest = _small_manifest(name, "v1", weights).to_dict()
+        manifest["preprocessing"].update(BAD_PREPROCESSING[fault][0])
+        bucket.write(manifest_key(PREFIX, name, "v1"), json.dumps(manifest).encode())
+        return BAD_PREPROCESSING[fault][1]
     raise AssertionError(fault)
 
+
+# Preprocessing no image can be normalised with: each would give scores of NaN or infinity.
+BAD_PREPROCESSING = {
+    "manifest mean NaN": ({"mean": [float("nan"), 0.5, 0.5]}, "NaN is not a JSON number"),
+    "manifest std Infinity": ({"std": [0.2, float("inf"), 0.2]}, "Infinity is not a JSON number"),
+    "manifest std 1e-300": ({"std": [1e-300, 0.2, 0.2]}, "preprocessing.std must be from 0.01 to 10"),
+    "manifest mean 1e300": ({"mean": [1e300, 0.5, 0.5]}, "preprocessing.mean must be from 0 to 1"),
+}
 
 FAULT_REASONS = {
     "nothing published": "not_published",
@@ -133,6 +158,9 @@ FAULT_REASONS = {
     "manifest of another version": "invalid_model",
     "LATEST names no version": "invalid_model",
     "input too small for the architecture": "invalid_model",
+    "weights hold NaN": "invalid_model",
+    "manifest nested too deeply": "invalid_model",
+    **dict.fromkeys(BAD_PREPROCESSING, "invalid_model"),
 }
 FAULTS = list(FAULT_REASONS)
 
@@ -388,10 +416,10 @@ class _StoreThatStalls:
         self.entered = threading.Event()
         self.release = threading.Event()
 
-    def read(self, key: str) -> bytes:
+    def read(self, key: str, *, size: int | None = None) -> bytes:
         self.entered.set()
         self.release.wait(60)
-        return self.store.read(key)
+        return self.store.read(key, size=size)
 
     def exists(self, key: str) -> bool:
         return self.store.exists(key)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -233,3 +234,30 @@ def test_a_missing_stack_or_output_is_a_readable_error() -> None:
         create_stack({"SomethingElse": "x"}, name="NotInference")
         with pytest.raises(StackError, match="has no ModelStoreUri output"):
             resolve_store("stack:NotInference")
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_weights_holding_nan_or_infinity_are_never_published(
+    bucket: Bucket, tiny_output: Path, tmp_path: Path, value: float
+) -> None:
+    # Given a training output whose weights hold one non-finite value (manifest hash matching)
+    import torch
+
+    from lambda_src.artifact import sha256_hex
+
+    state_dict = torch.load(tiny_output / "model.pt", weights_only=True)
+    name = next(key for key, tensor in state_dict.items() if tensor.is_floating_point())
+    state_dict[name].view(-1)[0] = value
+    folder = tmp_path / "diverged"
+    folder.mkdir()
+    torch.save(state_dict, folder / "model.pt")
+    weights = (folder / "model.pt").read_bytes()
+    manifest = Manifest.from_json((tiny_output / "manifest.json").read_bytes())
+    manifest = dataclasses.replace(
+        manifest, weights_sha256=sha256_hex(weights), weights_size_bytes=len(weights)
+    )
+    (folder / "manifest.json").write_bytes(manifest.to_json())
+    # When it is published, Then it is refused naming the tensor, and nothing is written
+    with pytest.raises(IntegrityError, match=f"holds NaN or infinite values \\(in {name}\\)"):
+        publish(folder, f"s3://{BUCKET}/{PREFIX}", progress=False, s3_client=bucket.client)
+    assert bucket.keys() == []
