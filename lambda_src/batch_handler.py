@@ -17,10 +17,15 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from lambda_src.lean_imports import without_dynamo
-from lambda_src.model_store import ModelLocation, bounded_s3_client
-from lambda_src.settings import RuntimeSettings
-from lambda_src.telemetry import Telemetry
+# First of all: Powertools reads some of its variables when imported and raises on a bad value.
+from lambda_src.settings import correct_powertools_environment
+
+correct_powertools_environment()
+
+from lambda_src.lean_imports import without_dynamo  # noqa: E402
+from lambda_src.model_store import ModelLocation, bounded_s3_client  # noqa: E402
+from lambda_src.settings import RuntimeSettings  # noqa: E402
+from lambda_src.telemetry import Telemetry  # noqa: E402
 
 # As in the API's handler: torchvision without torch._dynamo, which no classifier runs.
 with without_dynamo():

@@ -30,6 +30,38 @@ ENV_POWERTOOLS_LOG_LEVEL = "POWERTOOLS_LOG_LEVEL"
 # "provisioned-concurrency", or "snap-start" when init runs for a SnapStart snapshot).
 ENV_LAMBDA_INITIALIZATION_TYPE = "AWS_LAMBDA_INITIALIZATION_TYPE"
 SNAP_START_INITIALIZATION = "snap-start"
+# Read by Powertools itself (some when it is imported); the runtime checks them first.
+ENV_POWERTOOLS_LOGGER_SAMPLE_RATE = "POWERTOOLS_LOGGER_SAMPLE_RATE"
+ENV_POWERTOOLS_DEV = "POWERTOOLS_DEV"
+ENV_POWERTOOLS_DEBUG = "POWERTOOLS_DEBUG"
+ENV_POWERTOOLS_LOG_DEDUPLICATION_DISABLED = "POWERTOOLS_LOG_DEDUPLICATION_DISABLED"
+ENV_POWERTOOLS_LOGGER_LOG_EVENT = "POWERTOOLS_LOGGER_LOG_EVENT"
+ENV_POWERTOOLS_TRACE_DISABLED = "POWERTOOLS_TRACE_DISABLED"
+
+# Every variable the function reads that a deployer may set (boto3's AWS_* aside: a setting
+# they reject makes the store answer 503 misconfigured). Each fails soft: 503 misconfigured,
+# or a fallback and a warning in the log, never an init error.
+FUNCTION_VARIABLES = (
+    ENV_MODEL_STORE,
+    ENV_MODEL_NAME,
+    ENV_MODEL_VERSION,
+    ENV_MAX_BATCH_SIZE,
+    ENV_MAX_BODY_BYTES,
+    ENV_MAX_IMAGE_PIXELS,
+    ENV_MODEL_RETRY_SECONDS,
+    ENV_TORCH_NUM_THREADS,
+    ENV_CORS_ALLOW_ORIGIN,
+    ENV_POWERTOOLS_SERVICE_NAME,
+    ENV_POWERTOOLS_METRICS_NAMESPACE,
+    ENV_POWERTOOLS_METRICS_DISABLED,
+    ENV_POWERTOOLS_LOG_LEVEL,
+    ENV_POWERTOOLS_LOGGER_SAMPLE_RATE,
+    ENV_POWERTOOLS_DEV,
+    ENV_POWERTOOLS_DEBUG,
+    ENV_POWERTOOLS_LOG_DEDUPLICATION_DISABLED,
+    ENV_POWERTOOLS_LOGGER_LOG_EVENT,
+    ENV_POWERTOOLS_TRACE_DISABLED,
+)
 
 # The `service` of every log line and the one dimension of every metric. The deployed
 # stack names its function's service; the default is what local runs and tests see.

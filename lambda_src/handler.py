@@ -11,6 +11,10 @@ import gc
 import time
 
 _IMPORTS_STARTED = time.perf_counter()
+# First of all: Powertools reads some of its variables when imported and raises on a bad value.
+from lambda_src.settings import correct_powertools_environment  # noqa: E402 - stdlib only
+
+correct_powertools_environment()
 # With an S3 store, the model's objects download while torch is imported below.
 from lambda_src.prefetch import prefetch_from_env  # noqa: E402 - torch-free, and first on purpose
 

@@ -9,6 +9,10 @@ metrics with no API calls. Environment (the Powertools conventions):
     POWERTOOLS_METRICS_DISABLED   "true" writes no metrics (e.g. for a local server)
     POWERTOOLS_LOG_LEVEL          DEBUG, INFO (default), WARNING, ERROR; other values: INFO and a warning
 
+Powertools' other variables (POWERTOOLS_DEV, POWERTOOLS_LOGGER_SAMPLE_RATE, ...) are checked
+by `settings.correct_powertools_environment`: a value Powertools would raise on is dropped, and
+the first Telemetry made from the environment logs a warning naming it.
+
 Safe for concurrent requests: no per-request state lives on shared objects.
 """
 
@@ -25,6 +29,7 @@ from typing import TextIO
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
+from lambda_src import settings
 from lambda_src.contract import (
     DEFAULT_METRICS_NAMESPACE,
     DEFAULT_SERVICE_NAME,
@@ -69,13 +74,23 @@ class Telemetry:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Telemetry:
-        env = os.environ if environ is None else environ
-        return cls(
+        """Telemetry as the environment configures it; each setting it cannot use is a warning."""
+        if environ is None:  # the process's: corrected in place (the handler does it before imports)
+            settings.correct_powertools_environment()
+            env: Mapping[str, str] = os.environ
+            corrections = list(settings.corrections)
+        else:
+            env = dict(environ)
+            corrections = settings.correct_powertools_environment(env)
+        telemetry = cls(
             service=env.get(ENV_POWERTOOLS_SERVICE_NAME) or DEFAULT_SERVICE_NAME,
             namespace=env.get(ENV_POWERTOOLS_METRICS_NAMESPACE) or DEFAULT_METRICS_NAMESPACE,
             metrics_enabled=env.get(ENV_POWERTOOLS_METRICS_DISABLED, "").strip().lower() not in _TRUE,
             log_level=env.get(ENV_POWERTOOLS_LOG_LEVEL, ""),
         )
+        for correction in corrections:
+            telemetry.logger.warning(correction.message(), extra={"setting": correction.variable})
+        return telemetry
 
     def put_metrics(self, values: Mapping[str, tuple[MetricUnit, float]]) -> None:
         """Write one EMF line with these metrics (name -> (unit, value)), dimensioned by service."""

@@ -8,9 +8,11 @@ way one warm function would serve them one after another.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import signal
+import socket
 import sys
 import threading
 import time
@@ -30,6 +32,10 @@ LambdaHandler = Callable[[dict[str, Any], Any], Any]
 
 _DRAIN_LIMIT_BYTES = 4 * API_GATEWAY_MAX_BODY_BYTES  # read and drop this much of a refused body
 _READ_CHUNK_BYTES = 64 * 1024
+# Total time a client has to send its request line and headers, and then its whole request:
+# a client trickling bytes never trips a per-read timeout, so each has a total bound too.
+REQUEST_HEAD_BOUND_S = 10.0
+REQUEST_BOUND_S = 60.0
 
 
 class _Refused(Exception):
@@ -57,6 +63,8 @@ class LocalEndpoint(ThreadingHTTPServer):
         binary_media_types: Iterable[str] = IMAGE_MEDIA_TYPES,
         max_body_bytes: int = API_GATEWAY_MAX_BODY_BYTES,
         log: Callable[[dict[str, Any]], None] | None = None,
+        request_head_bound_s: float = REQUEST_HEAD_BOUND_S,
+        request_bound_s: float = REQUEST_BOUND_S,
     ) -> None:
         super().__init__(address, _ProxyRequestHandler)
         self.log = log or log_line
@@ -65,6 +73,8 @@ class LocalEndpoint(ThreadingHTTPServer):
         self.stage = stage
         self.binary_media_types = tuple(binary_media_types)
         self.max_body_bytes = max_body_bytes
+        self.request_head_bound_s = request_head_bound_s
+        self.request_bound_s = request_bound_s
         self.log_stream_name = new_log_stream_name()
 
     @property
@@ -93,7 +103,59 @@ class _ProxyRequestHandler(BaseHTTPRequestHandler):
     server: LocalEndpoint
     protocol_version = "HTTP/1.1"  # needed to answer `Expect: 100-continue` (curl sends it above 1 MB)
     server_version = "local-endpoint"
-    timeout = 30  # seconds a client may stall while sending its request
+    timeout = 30  # seconds a client may stall while sending its request (and total bounds below)
+
+    def setup(self) -> None:
+        super().setup()
+        self._connected_at = time.monotonic()
+        self._timed_out = False
+        self._cut_off_timer: threading.Timer | None = None
+        self._cut_off_after(self.server.request_head_bound_s)
+
+    def finish(self) -> None:
+        self._cut_off_after(None)
+        super().finish()
+
+    def _cut_off_after(self, seconds: float | None) -> None:
+        """Stop reading from the client after `seconds` (None: never); it then gets a 408."""
+        if self._cut_off_timer is not None:
+            self._cut_off_timer.cancel()
+            self._cut_off_timer = None
+        if seconds is not None:
+            self._cut_off_timer = threading.Timer(max(0.0, seconds), self._cut_off)
+            self._cut_off_timer.daemon = True
+            self._cut_off_timer.start()
+
+    def _cut_off(self) -> None:
+        self._timed_out = True
+        with contextlib.suppress(OSError):  # the client may be gone already
+            self.connection.shutdown(socket.SHUT_RD)  # the blocked read ends at once
+
+    def parse_request(self) -> bool:
+        if self._timed_out:  # cut off before the request line was in
+            self.command = None  # type: ignore[assignment]  # as http.server has it before parsing
+            self._send_timeout()
+            return False
+        parsed = super().parse_request()
+        if self._timed_out:  # the headers ended because reading was cut off, not by the client
+            self._send_timeout()
+            return False
+        if parsed:  # the head is in: the rest of the request has what is left of the total bound
+            elapsed = time.monotonic() - self._connected_at
+            self._cut_off_after(self.server.request_bound_s - elapsed)
+        return parsed
+
+    def _send_timeout(self) -> None:
+        request_id = gateway.new_request_id()
+        self.request_version = self.protocol_version
+        bound = self.server.request_head_bound_s
+        message = f"the request was not sent in time (the request line and headers within {bound:g} s)"
+        refusal = gateway.error_response(BadRequest(message), request_id)
+        response = dataclasses.replace(refusal, status=HTTPStatus.REQUEST_TIMEOUT)
+        with contextlib.suppress(OSError):
+            self._send(response)
+            self._access_log(request_id, response, self._connected_at)
+        self.close_connection = True
 
     def do_GET(self) -> None:
         if not self._serve_web_page():
@@ -153,11 +215,21 @@ class _ProxyRequestHandler(BaseHTTPRequestHandler):
         self._integration_latency_ms: float | None = None
         try:
             body = self._read_body(request_id)
+            self._cut_off_after(None)  # the request is in: the function takes what it takes
+            if self._timed_out:
+                raise _Refused(self._request_timeout(request_id))
             response = self._invoke(body, request_id)
         except _Refused as refused:
             response = refused.response
         self._send(response)
         self._access_log(request_id, response, started)
+
+    def _request_timeout(self, request_id: str) -> gateway.HttpResponse:
+        bound = self.server.request_bound_s
+        message = f"the request was not sent in time (the whole request within {bound:g} s)"
+        refusal = gateway.error_response(BadRequest(message), request_id)
+        self.close_connection = True
+        return dataclasses.replace(refusal, status=HTTPStatus.REQUEST_TIMEOUT)
 
     def _invoke(self, body: bytes, request_id: str) -> gateway.HttpResponse:
         request = gateway.HttpRequest(
@@ -250,6 +322,8 @@ class _ProxyRequestHandler(BaseHTTPRequestHandler):
             return b""
         body = self.rfile.read(length)
         if len(body) < length:
+            if self._timed_out:
+                raise _Refused(self._request_timeout(request_id))
             raise ConnectionResetError("the client closed the connection before sending its whole body")
         return body
 

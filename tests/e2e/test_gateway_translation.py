@@ -329,3 +329,80 @@ def test_stage_matches_the_deployed_api():
     from stacks.inference_api import STAGE_NAME
 
     assert gateway.DEFAULT_STAGE == STAGE_NAME
+
+
+def test_method_tokens_are_case_sensitive_so_get_is_not_get(endpoint, recorder):
+    with socket.create_connection(endpoint.server_address[:2], timeout=10) as connection:
+        connection.sendall(b"get /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        answer = http.client.HTTPResponse(connection)
+        answer.begin()
+        answer.read()
+
+    # the function sees the token as sent (and its router answers 405: see tests/runtime)
+    assert recorder.event["httpMethod"] == "get"
+
+
+def _trickle(connection: socket.socket, data: bytes, interval_s: float, stop: threading.Event) -> None:
+    for index in range(len(data)):
+        if stop.is_set():
+            return
+        try:
+            connection.sendall(data[index : index + 1])
+        except OSError:
+            return
+        time.sleep(interval_s)
+
+
+@pytest.mark.parametrize(
+    ("sent_at_once", "trickled", "bound"),
+    [
+        (b"GET /health HTTP/1.1\r\n", b"X-Slow: " + b"a" * 100 + b"\r\n\r\n", "head"),
+        (b"GE", b"T /health HTTP/1.1\r\n\r\n" + b" " * 100, "head"),
+        (b"POST /predict HTTP/1.1\r\nContent-Length: 200\r\n\r\n", b"x" * 200, "whole"),
+    ],
+    ids=["header bytes", "request line bytes", "body bytes"],
+)
+def test_a_client_trickling_its_request_is_cut_off_with_a_408_within_the_bound(
+    recorder, access_log, sent_at_once, trickled, bound
+):
+    # Given a server whose bounds are short for the test (10 s and 60 s by default)
+    head_bound_s, whole_bound_s = 1.0, 2.5
+    server = LocalEndpoint(
+        ("127.0.0.1", 0),
+        recorder,
+        log=access_log.append,
+        request_head_bound_s=head_bound_s,
+        request_bound_s=whole_bound_s,
+    )
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    stop = threading.Event()
+    try:
+        with socket.create_connection(server.server_address[:2], timeout=30) as connection:
+            # When a client sends a byte every 0.2 s (no read timeout ever trips)
+            started = time.monotonic()
+            connection.sendall(sent_at_once)
+            sender = threading.Thread(target=_trickle, args=(connection, trickled, 0.2, stop), daemon=True)
+            sender.start()
+            answer = http.client.HTTPResponse(connection)
+            answer.begin()
+            body = json.loads(answer.read())
+            elapsed = time.monotonic() - started
+    finally:
+        stop.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+    # Then it gets a JSON 408 once the bound has passed, and the function never ran
+    expected_s = head_bound_s if bound == "head" else whole_bound_s
+    assert answer.status == 408, body
+    assert body["error"]["code"] == "bad_request" and "not sent in time" in body["error"]["message"]
+    assert expected_s <= elapsed <= expected_s + 1.5, elapsed
+    assert recorder.calls == []
+
+
+def test_the_default_bounds_on_sending_a_request() -> None:
+    from local_endpoint.server import REQUEST_BOUND_S, REQUEST_HEAD_BOUND_S
+
+    assert (REQUEST_HEAD_BOUND_S, REQUEST_BOUND_S) == (10.0, 60.0)

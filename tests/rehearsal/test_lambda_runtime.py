@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 
-from lambda_src.contract import API_HANDLER, ENV_MODEL_NAME
-from lambda_src.model_store import STORE_CALL_BOUND_S
+from lambda_src.contract import API_HANDLER, ENV_MODEL_NAME, FUNCTION_VARIABLES
+from lambda_src.model_store import MODEL_READ_BOUND_S, STORE_CALL_BOUND_S
 from model_training.publishing import publish
+from tests.support.faulty_store import Fault, every_get_of, faulty_store
 from tests.rehearsal.conftest import FunctionConfig, StartFunction
 from tests.support.events import api_gateway_event, json_event
 from tests.support.images import b64, coloured_image, encode
@@ -85,24 +86,40 @@ def test_a_broken_handler_string_is_an_init_error_reported_to_lambda(
     assert function.exited(within_s=10) not in {None, 0}  # the runtime exits; Lambda retries init later
 
 
-# One bad value for each setting the function reads, each a way operators get it wrong.
-BAD_SETTINGS = [
-    ("MAX_BATCH_SIZE", "eight"),
-    ("MAX_BODY_BYTES", "-1"),
-    ("MAX_IMAGE_PIXELS", "1e6"),
-    ("MODEL_RETRY_SECONDS", "nan"),
-    ("TORCH_NUM_THREADS", "-2"),
-    ("MODEL_STORE", "ftp://models.example.com/models"),
-    ("MODEL_NAME", "../etc"),
-    ("MODEL_VERSION", "v1/../../x"),
-    ("POWERTOOLS_LOG_LEVEL", "LOUD"),
-]
+# One bad value for each setting the function reads, each a way operators get it wrong; those
+# marked fallback run with the default and a warning (this store simply has no model yet).
+BAD_SETTINGS = {
+    "MAX_BATCH_SIZE": ("eight", "misconfigured"),
+    "MAX_BODY_BYTES": ("-1", "misconfigured"),
+    "MAX_IMAGE_PIXELS": ("1e6", "misconfigured"),
+    "MODEL_RETRY_SECONDS": ("nan", "misconfigured"),
+    "TORCH_NUM_THREADS": ("99999", "misconfigured"),
+    "CORS_ALLOW_ORIGIN": ("https://app.example.com, https://other.example.com", "misconfigured"),
+    "MODEL_STORE": ("ftp://models.example.com/models", "misconfigured"),
+    "MODEL_NAME": ("../etc", "misconfigured"),
+    "MODEL_VERSION": ("v1/../../x", "misconfigured"),
+    "POWERTOOLS_SERVICE_NAME": ("x" * 2000, "fallback"),
+    "POWERTOOLS_METRICS_NAMESPACE": ("AWS/Lambda", "fallback"),
+    "POWERTOOLS_METRICS_DISABLED": ("maybe", "fallback"),
+    "POWERTOOLS_LOG_LEVEL": ("LOUD", "fallback"),
+    "POWERTOOLS_LOGGER_SAMPLE_RATE": ("abc", "fallback"),
+    "POWERTOOLS_DEV": ("maybe", "fallback"),
+    "POWERTOOLS_DEBUG": ("maybe", "fallback"),  # read when Powertools is imported
+    "POWERTOOLS_LOG_DEDUPLICATION_DISABLED": ("x", "fallback"),
+    "POWERTOOLS_LOGGER_LOG_EVENT": ("x", "fallback"),
+    "POWERTOOLS_TRACE_DISABLED": ("x", "fallback"),
+}
 
 
-@pytest.mark.parametrize(("variable", "value"), BAD_SETTINGS, ids=[name for name, _ in BAD_SETTINGS])
+def test_every_setting_the_function_reads_is_rehearsed() -> None:
+    assert set(BAD_SETTINGS) == set(FUNCTION_VARIABLES)
+
+
+@pytest.mark.parametrize("variable", list(BAD_SETTINGS))
 def test_a_bad_setting_never_stops_the_function_it_answers_503_with_the_reason(
-    start_function: StartFunction, empty_store: Path, variable: str, value: str
+    start_function: StartFunction, empty_store: Path, variable: str
 ) -> None:
+    value, outcome = BAD_SETTINGS[variable]
     settings = {"store": empty_store, variable: value} if variable != "MODEL_STORE" else {"store": value}
     function = start_function(**settings)
     assert function.api.init_error is None, function.api.init_error
@@ -110,11 +127,35 @@ def test_a_bad_setting_never_stops_the_function_it_answers_503_with_the_reason(
         answer = function.invoke(api_gateway_event(method, path, body="{}", content_type="application/json"))
         assert answer["statusCode"] == 503, answer
         error = body(answer)["error"]
-        # A bad log level only logs at INFO: this store simply has no model yet
-        expected = "not_published" if variable == "POWERTOOLS_LOG_LEVEL" else "misconfigured"
+        expected = "not_published" if outcome == "fallback" else "misconfigured"
         assert (error["code"], error["reason"]) == ("model_unavailable", expected)
         assert variable not in error["message"]  # the caller gets the reason, the log the details
     assert variable in function.log()  # the operator reads which setting to fix
+
+
+def test_a_store_that_answers_then_drips_costs_a_bounded_init_and_503s_never_a_hang(
+    start_function: StartFunction, training_output: Path
+) -> None:
+    # Given a published model behind an S3 endpoint that answers the weights, then sends a byte a second
+    with faulty_store(every_get_of("/model.pt", Fault.DRIP_BODY), bucket="model-bucket") as store:
+        publish(training_output, "s3://model-bucket/models", progress=False, s3_client=store.client)
+        started = time.monotonic()
+        function = start_function(
+            store="s3://model-bucket/models", AWS_ENDPOINT_URL_S3=store.url, MODEL_RETRY_SECONDS=0
+        )
+        init_s = time.monotonic() - started
+        # Then init ended within Lambda's limit (the emulator holds it to 10 s), and requests that
+        # load again get 503 within the bound on a load's reads
+        assert function.api.init_error is None
+        for event in (api_gateway_event("GET", "/health"), json_event({"image": b64(b"x")})):
+            asked = time.monotonic()
+            answer = function.invoke(event)
+            assert answer["statusCode"] == 503, answer
+            assert time.monotonic() - asked <= MODEL_READ_BOUND_S + 2
+            assert body(answer)["error"]["reason"] in {"store_unreadable", "loading"}
+            assert store.url not in answer["body"]
+    assert init_s <= 10 + 2  # the emulator's own limit, plus starting the process
+    assert "did not answer within" in function.log()
 
 
 def test_a_store_that_never_answers_costs_a_bounded_init_and_503s_never_a_hang(
