@@ -30,7 +30,7 @@ from lambda_src.errors import (
     ModelArtifactError,
 )
 from lambda_src.model_store import (
-    MODEL_READ_BOUND_S,
+    LOAD_READ_BOUND_S,
     BoundedStore,
     ModelLocation,
     ModelStore,
@@ -57,7 +57,7 @@ def load_model(
     *,
     torch_threads: int = 0,
     store: ModelStore | None = None,
-    read_bound_s: float = MODEL_READ_BOUND_S,
+    read_bound_s: float = LOAD_READ_BOUND_S,
 ) -> LoadedModel:
     """Read, verify, build and warm up the model at `location` (threads: 0 = all available CPUs).
 

@@ -62,10 +62,12 @@ PARTS_IN_FLIGHT = 8
 # not started); the whole read is over within 10 s, whatever the store does.
 PART_MAX_ATTEMPTS = 1
 RANGED_READ_BOUND_S = STORE_CALL_BOUND_S + PART_MAX_ATTEMPTS * (S3_CONNECT_TIMEOUT_S + S3_READ_TIMEOUT_S)
-# All the reads of one model load together (LATEST, the manifest, the weights), from any store:
-# a load gives up reading after 7 s, so init (whose reads start before torch is imported) ends
-# inside Lambda's 10 s and a request that reloads inside the function's timeout.
+# All the reads of one model load together (LATEST, the manifest, the weights). At init they
+# start before torch is imported (lambda_src/prefetch.py) and end within 7 s of that, so init
+# ends inside Lambda's 10 s; any other load (a request's retry, a batch) gives up reading after
+# 12 s, inside the function's timeout (20 s by default) with time left to build the model.
 MODEL_READ_BOUND_S = 7.0
+LOAD_READ_BOUND_S = 12.0
 # A LATEST pointer or a manifest is a few kB: anything over this is refused before it is read.
 MAX_SMALL_OBJECT_BYTES = 1024 * 1024
 

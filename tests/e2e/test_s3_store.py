@@ -13,7 +13,7 @@ from moto.server import ThreadedMotoServer
 
 from lambda_src.errors import ModelArtifactError
 from lambda_src.model_store import (
-    MODEL_READ_BOUND_S,
+    LOAD_READ_BOUND_S,
     S3_CONNECT_TIMEOUT_S,
     S3_MAX_ATTEMPTS,
     S3_READ_TIMEOUT_S,
@@ -160,10 +160,10 @@ def test_a_store_that_answers_then_drips_gets_503s_within_the_bound_and_ctrl_c_s
             answered_s = time.monotonic() - asked
             stopping = time.monotonic()
         finally:
-            exit_code = server.stop(signal.SIGINT, timeout_s=MODEL_READ_BOUND_S + 10)
+            exit_code = server.stop(signal.SIGINT, timeout_s=LOAD_READ_BOUND_S + 10)
         stopped_s = time.monotonic() - stopping
     assert status == 503 and body["error"]["reason"] == "store_unreadable", body
-    assert answered_s <= MODEL_READ_BOUND_S + 3, answered_s
+    assert answered_s <= LOAD_READ_BOUND_S + 3, answered_s
     # and Ctrl-C ends it at once, cleanly
     assert exit_code == 0 and stopped_s <= 3, stopped_s
     assert "Traceback" not in server.log()

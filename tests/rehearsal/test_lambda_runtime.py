@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from lambda_src.contract import API_HANDLER, ENV_MODEL_NAME, FUNCTION_VARIABLES
-from lambda_src.model_store import MODEL_READ_BOUND_S, STORE_CALL_BOUND_S
+from lambda_src.model_store import LOAD_READ_BOUND_S, STORE_CALL_BOUND_S
 from model_training.publishing import publish
 from tests.support.faulty_store import Fault, every_get_of, faulty_store
 from tests.rehearsal.conftest import FunctionConfig, StartFunction
@@ -151,7 +151,7 @@ def test_a_store_that_answers_then_drips_costs_a_bounded_init_and_503s_never_a_h
             asked = time.monotonic()
             answer = function.invoke(event)
             assert answer["statusCode"] == 503, answer
-            assert time.monotonic() - asked <= MODEL_READ_BOUND_S + 2
+            assert time.monotonic() - asked <= LOAD_READ_BOUND_S + 2
             assert body(answer)["error"]["reason"] in {"store_unreadable", "loading"}
             assert store.url not in answer["body"]
     assert init_s <= 10 + 2  # the emulator's own limit, plus starting the process

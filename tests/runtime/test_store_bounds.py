@@ -20,6 +20,7 @@ import pytest
 from lambda_src.artifact import weights_key
 from lambda_src.errors import IntegrityError, ModelArtifactError
 from lambda_src.model_store import (
+    LOAD_READ_BOUND_S,
     MODEL_READ_BOUND_S,
     RANGED_READ_BOUND_S,
     STORE_CALL_BOUND_S,
@@ -103,7 +104,7 @@ def test_a_load_from_a_faulty_store_answers_503_within_the_bound(
         load_s = time.monotonic() - started
         answer = service.handle(HEALTH)
         # Then the load gave up within the bound on a load's reads, and the request got a 503
-        assert load_s <= MODEL_READ_BOUND_S + SLACK_S, load_s
+        assert load_s <= LOAD_READ_BOUND_S + SLACK_S, load_s
         assert answer["statusCode"] == 503
         assert body_of(answer)["error"]["reason"] == "store_unreadable"
         assert store.url not in answer["body"]
