@@ -18,9 +18,9 @@ import pytest
 from lambda_src.contract import API_HANDLER, ENV_MODEL_NAME, FUNCTION_VARIABLES
 from lambda_src.model_store import LOAD_READ_BOUND_S, STORE_CALL_BOUND_S
 from model_training.publishing import publish
-from tests.support.faulty_store import Fault, every_get_of, faulty_store
 from tests.rehearsal.conftest import FunctionConfig, StartFunction
 from tests.support.events import api_gateway_event, json_event
+from tests.support.faulty_store import Fault, every_get_of, faulty_store
 from tests.support.images import b64, coloured_image, encode
 
 pytestmark = pytest.mark.slow

@@ -16,8 +16,7 @@ import pytest
 from lambda_src import contract, settings
 from lambda_src.service import InferenceService
 from lambda_src.telemetry import Telemetry
-
-from .support import api_gateway_event, body_of
+from tests.support.events import api_gateway_event, body_of
 
 MISCONFIGURED = "misconfigured"  # the service answers 503 misconfigured and the log names the variable
 FALLBACK = "fallback"  # the function runs with the default and the log warns, naming the variable

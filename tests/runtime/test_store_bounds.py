@@ -30,7 +30,8 @@ from lambda_src.model_store import (
 )
 from lambda_src.prefetch import PrefetchingStore
 from lambda_src.service import InferenceService
-from tests.faulty_store import (
+from tests.support.events import api_gateway_event, body_of
+from tests.support.faulty_store import (
     FAKE_CREDENTIALS,
     Fault,
     FaultRule,
@@ -39,9 +40,10 @@ from tests.faulty_store import (
     faulty_store,
     weights_parts_after_the_first,
 )
+from tests.support.telemetry import CapturedTelemetry
+from tests.support.tiny_model import make_manifest, publish
 
 from .conftest import MODEL_NAME, TEST_SETTINGS
-from .support import CapturedTelemetry, api_gateway_event, body_of, make_manifest, publish
 
 BUCKET = "model-bucket"
 PREFIX = "models"

@@ -18,8 +18,9 @@ from lambda_src.batch import BatchWorker, FolderImages, ModelCache
 from lambda_src.classifier import ImageClassifier
 from lambda_src.errors import ModelUnavailable
 from lambda_src.loader import LoadedModel
-
-from .support import api_gateway_event, body_of, coloured_image, encode, make_manifest
+from tests.support.events import api_gateway_event, body_of
+from tests.support.images import coloured_image, encode
+from tests.support.tiny_model import make_manifest
 
 PNG = encode(coloured_image("red", seed=3), "PNG")
 
