@@ -63,6 +63,13 @@ FUNCTION_VARIABLES = (
     ENV_POWERTOOLS_TRACE_DISABLED,
 )
 
+# Set by Lambda in every execution environment: the function version it runs. The handler's
+# metrics carry it as a second dimension set, so a deployment's rollback alarms can watch the
+# version being deployed alone (stacks/monitoring.py).
+ENV_AWS_LAMBDA_FUNCTION_VERSION = "AWS_LAMBDA_FUNCTION_VERSION"
+METRIC_SERVICE_DIMENSION = "service"
+METRIC_VERSION_DIMENSION = "function_version"
+
 # The `service` of every log line and the one dimension of every metric. The deployed
 # stack names its function's service; the default is what local runs and tests see.
 DEPLOYED_SERVICE_NAME = "image-classifier"

@@ -7,6 +7,8 @@ metrics with no API calls. Environment (the Powertools conventions):
     POWERTOOLS_SERVICE_NAME       `service` key of every log line and metric dimension (pytorch-inference)
     POWERTOOLS_METRICS_NAMESPACE  CloudWatch namespace of the metrics (PyTorchInference)
     POWERTOOLS_METRICS_DISABLED   "true" writes no metrics (e.g. for a local server)
+    AWS_LAMBDA_FUNCTION_VERSION   set by Lambda: every metric is also written with the dimensions
+                                  `service` and `function_version` (what rollback alarms watch)
     POWERTOOLS_LOG_LEVEL          DEBUG, INFO (default), WARNING, ERROR; other values: INFO and a warning
 
 Powertools' other variables (POWERTOOLS_DEV, POWERTOOLS_LOGGER_SAMPLE_RATE, ...) are checked
@@ -33,10 +35,13 @@ from lambda_src import settings
 from lambda_src.contract import (
     DEFAULT_METRICS_NAMESPACE,
     DEFAULT_SERVICE_NAME,
+    ENV_AWS_LAMBDA_FUNCTION_VERSION,
     ENV_POWERTOOLS_LOG_LEVEL,
     ENV_POWERTOOLS_METRICS_DISABLED,
     ENV_POWERTOOLS_METRICS_NAMESPACE,
     ENV_POWERTOOLS_SERVICE_NAME,
+    METRIC_SERVICE_DIMENSION,
+    METRIC_VERSION_DIMENSION,
 )
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -53,8 +58,10 @@ class Telemetry:
         stream: TextIO | None = None,
         metrics_enabled: bool = True,
         log_level: str | None = None,
+        function_version: str | None = None,
     ) -> None:
         self.service = service
+        self.function_version = function_version
         self.namespace = namespace
         self.metrics_enabled = metrics_enabled
         requested = os.environ.get(ENV_POWERTOOLS_LOG_LEVEL, "") if log_level is None else log_level
@@ -87,6 +94,7 @@ class Telemetry:
             namespace=env.get(ENV_POWERTOOLS_METRICS_NAMESPACE) or DEFAULT_METRICS_NAMESPACE,
             metrics_enabled=env.get(ENV_POWERTOOLS_METRICS_DISABLED, "").strip().lower() not in _TRUE,
             log_level=env.get(ENV_POWERTOOLS_LOG_LEVEL, ""),
+            function_version=env.get(ENV_AWS_LAMBDA_FUNCTION_VERSION) or None,
         )
         for correction in corrections:
             telemetry.logger.warning(correction.message(), extra={"setting": correction.variable})
@@ -97,9 +105,20 @@ class Telemetry:
         if not self.metrics_enabled or not values:
             return
         metrics = EphemeralMetrics(namespace=self.namespace, service=self.service)
+        if self.function_version:
+            metrics.add_dimension(name=METRIC_VERSION_DIMENSION, value=self.function_version)
         for name, (unit, value) in values.items():
             metrics.add_metric(name=name, unit=unit, value=value)
-        line = json.dumps(metrics.serialize_metric_set(), separators=(",", ":"))
+        blob = metrics.serialize_metric_set()
+        if self.function_version:
+            # One line, two dimension sets: the whole service (paging alarms, the dashboard) and
+            # this function version (a deployment's rollback alarms).
+            for directive in blob["_aws"]["CloudWatchMetrics"]:
+                directive["Dimensions"] = [
+                    [METRIC_SERVICE_DIMENSION],
+                    [METRIC_SERVICE_DIMENSION, METRIC_VERSION_DIMENSION],
+                ]
+        line = json.dumps(blob, separators=(",", ":"), allow_nan=False)
         stream = self._stream if self._stream is not None else sys.stdout
         with self._write_lock:
             try:

@@ -18,7 +18,8 @@ from stacks.nag import acknowledge_statement_wildcards
 class BatchFunction(ContainerFunction):
     """Classifies one Distributed Map batch of S3 images per invocation; writes nothing to S3.
 
-    Its role reads the model's objects and the images under the input prefixes only.
+    Its role reads the model's objects and the images under the input prefixes only (and decrypts
+    with the input bucket's KMS key, when it has one).
     """
 
     def __init__(
@@ -34,6 +35,7 @@ class BatchFunction(ContainerFunction):
         memory_size_mb: int,
         timeout: Duration,
         log_retention: logs.RetentionDays,
+        reserved_concurrency: int,
     ) -> None:
         super().__init__(
             scope,
@@ -54,9 +56,13 @@ class BatchFunction(ContainerFunction):
             statements=[
                 iam.PolicyStatement(
                     sid="ReadInputImages", actions=["s3:GetObject"], resources=locations.input_objects()
-                )
+                ),
+                *locations.key_statements(read_inputs=True, write_outputs=False),
             ],
             command=[BATCH_HANDLER],
+            # Its own share of the account's concurrency: jobs never take the API's, and the map
+            # (at most this wide) never throttles its own batches.
+            reserved_concurrency=reserved_concurrency,
         )
         acknowledge_statement_wildcards(
             self.role,

@@ -43,6 +43,7 @@ RETRY_BACKOFF_RATE = 2.0
 RETRY_MAX_DELAY = Duration.seconds(60)  # waits of 2, 4, 8, 16, 32 and 60 s: 122 s at most
 
 ITEM_SOURCES = ("prefix", "csv", "json")
+VENDED_LOGS_PREFIX = "/aws/vendedlogs/states/"
 # CloudWatch Logs APIs for vended log delivery support no resource-level permissions.
 LOG_DELIVERY_ACTIONS = (
     "logs:CreateLogDelivery",
@@ -78,9 +79,16 @@ class BatchStateMachine(Construct):
         super().__init__(scope, construct_id)
         self.function = function
         self.locations = locations
-        # Logs are operational records, not state: they go with the stack.
+        # Logs are operational records, not state: they go with the stack. Named under
+        # /aws/vendedlogs/: for any other name Step Functions adds the group to the account's
+        # CloudWatch Logs resource policy, whose 5,120-character limit then fails state machine
+        # creation in a busy account.
         self.log_group = logs.LogGroup(
-            self, "LogGroup", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
+            self,
+            "LogGroup",
+            log_group_name=f"{VENDED_LOGS_PREFIX}{Stack.of(self).stack_name}-{construct_id}",
+            retention=log_retention,
+            removal_policy=RemovalPolicy.DESTROY,
         )
         self.role = self._build_role()
         self.state_machine = sfn.StateMachine(
@@ -138,6 +146,7 @@ class BatchStateMachine(Construct):
                             ],
                             resources=[locations.output_objects()],
                         ),
+                        *locations.key_statements(read_inputs=True, write_outputs=True),
                         iam.PolicyStatement(
                             sid="DeliverLogs", actions=list(LOG_DELIVERY_ACTIONS), resources=["*"]
                         ),

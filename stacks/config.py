@@ -105,6 +105,12 @@ _EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-
 _NONE_WORDS = {"", "none", "null"}
 _NAME_CHARACTERS = "1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+# Lambda refuses a reservation that leaves fewer unreserved concurrent executions in the account.
+UNRESERVED_MINIMUM = 100
+_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]{1,128}$")
+_KEY_ARN_SHAPE = "arn:aws:kms:<region>:<account>:key/<key id>"
+# CDK's own context keys without ':' or '@' (it writes them to cdk.context.json).
+CDK_PLAIN_CONTEXT_KEYS = frozenset({"acknowledged-issue-numbers"})
 _PREFIX_ALLOWED = "one or more names separated by '/' (letters, digits, '.', '_' or '-'), e.g. 'models'"
 # An Express child execution runs at most 5 minutes: the batch function's timeout plus the
 # retries' waits (stacks/batch_inference.py, 122 s at most) must fit in it.
@@ -192,6 +198,12 @@ def matching(pattern: re.Pattern[str], allowed: str) -> Rule:
         return value.strip()
 
     return Rule(allowed, parse)
+
+
+def _to_key_arn(value: object) -> str:
+    if not isinstance(value, str) or not _KEY_ARN.match(value.strip()):
+        raise ValueError(value)
+    return value.strip()
 
 
 def _to_name(value: object, kind: str) -> str:
@@ -355,6 +367,15 @@ class DeploymentConfig:
             "SnapStart for the API function: each published version is initialised once and its "
             "environments are restored from that snapshot (no provisioned concurrency, `/tmp` at most "
             f"{SNAP_START_MAX_EPHEMERAL_STORAGE_MB} MB; see the SnapStart page)",
+        ),
+    )
+    account_concurrency_limit: int = field(
+        default=1000,
+        metadata=about(
+            whole_number(100, 1_000_000, " (concurrent executions)"),
+            "the account's Lambda concurrency quota in the Region (new accounts may have less than "
+            "1,000); the reservations (`reserved_concurrency`, `batch_reserved_concurrency`) must leave "
+            f"{UNRESERVED_MINIMUM} of it unreserved, as Lambda requires",
         ),
     )
     provisioned_concurrency: int = field(
@@ -529,12 +550,20 @@ class DeploymentConfig:
             "the item batcher's `MaxItemsPerBatch`; a batch's result lines stay under Step Functions' 256 KB",
         ),
     )
+    batch_reserved_concurrency: int = field(
+        default=50,
+        metadata=about(
+            whole_number(1, 10000, " (concurrent executions)"),
+            "the batch function's reserved concurrency: its own share, so jobs never take the API's, "
+            "and at least `batch_max_concurrency`",
+        ),
+    )
     batch_max_concurrency: int = field(
         default=50,
         metadata=about(
             whole_number(1, 10000, " (child executions)"),
             "the most child executions (batch function invocations) one job runs at once, and the "
-            "`batch` command's default",
+            "`batch` command's default; at most `batch_reserved_concurrency`",
         ),
     )
     batch_tolerated_failure_percent: int = field(
@@ -573,6 +602,22 @@ class DeploymentConfig:
                 _to_bucket_name,
             ),
             "the bucket jobs write results to; `null` is the model bucket",
+        ),
+    )
+    batch_input_kms_key_arn: str | None = field(
+        default=None,
+        metadata=about(
+            optional(f"empty or a KMS key ARN ({_KEY_ARN_SHAPE})", _to_key_arn),
+            "the customer managed key `batch_input_bucket` is encrypted with (SSE-KMS): the batch "
+            "function and the state machine may `kms:Decrypt` with it",
+        ),
+    )
+    batch_output_kms_key_arn: str | None = field(
+        default=None,
+        metadata=about(
+            optional(f"empty or a KMS key ARN ({_KEY_ARN_SHAPE})", _to_key_arn),
+            "the customer managed key `batch_output_bucket` is encrypted with (SSE-KMS): the state "
+            "machine may `kms:GenerateDataKey` and `kms:Decrypt` (multipart results) with it",
         ),
     )
     batch_output_prefix: str = field(
@@ -650,6 +695,8 @@ def _combination_problems(settings: Mapping[str, Any]) -> list[str]:
         + _snap_start_problems(settings)
         + _autoscaling_range_problems(settings)
         + _batch_location_problems(settings)
+        + _concurrency_problems(settings)
+        + _key_problems(settings)
     )
 
 
@@ -674,6 +721,43 @@ def _snap_start_problems(settings: Mapping[str, Any]) -> list[str]:
             "or -c snap_start=false"
         )
     return problems
+
+
+def _concurrency_problems(settings: Mapping[str, Any]) -> list[str]:
+    """Reservations Lambda would refuse at deploy, and a map wider than the batch function's reservation."""
+    problems = []
+    batch = bool(settings["batch_inference"])
+    batch_reserved, batch_map = settings["batch_reserved_concurrency"], settings["batch_max_concurrency"]
+    if batch and batch_reserved is not None and batch_map is not None and batch_map > batch_reserved:
+        problems.append(
+            f"context key 'batch_max_concurrency' has invalid value {batch_map}: allowed is at most "
+            f"batch_reserved_concurrency ({batch_reserved}), so a job never throttles its own batches"
+        )
+    limit = settings["account_concurrency_limit"]
+    reservations = {
+        "reserved_concurrency": settings["reserved_concurrency"],
+        "batch_reserved_concurrency": batch_reserved if batch else None,
+    }
+    reserved = {key: value for key, value in reservations.items() if value is not None}
+    if limit is not None and reserved and sum(reserved.values()) > limit - UNRESERVED_MINIMUM:
+        named = " + ".join(f"{key} ({value})" for key, value in reserved.items())
+        problems.append(
+            f"context key {next(iter(reserved))!r} has invalid value {next(iter(reserved.values()))}: "
+            f"{named} reserve {sum(reserved.values())} of the account's {limit} concurrent executions "
+            f"(account_concurrency_limit); Lambda keeps at least {UNRESERVED_MINIMUM} unreserved and "
+            f"refuses the deploy: allowed is at most {limit - UNRESERVED_MINIMUM} in total"
+        )
+    return problems
+
+
+def _key_problems(settings: Mapping[str, Any]) -> list[str]:
+    """A bucket's KMS key is only for a bucket of the batch path's own (the model bucket is not SSE-KMS)."""
+    return [
+        f"context key '{kind}_kms_key_arn' is set but '{kind}_bucket' is not: allowed only with "
+        "an external bucket encrypted with that key"
+        for kind in ("batch_input", "batch_output")
+        if settings[f"{kind}_kms_key_arn"] is not None and settings[f"{kind}_bucket"] is None
+    ]
 
 
 def _autoscaling_range_problems(settings: Mapping[str, Any]) -> list[str]:
@@ -732,14 +816,14 @@ def _overlap(first: str, second: str) -> bool:
 
 
 def _misspelled_keys(context: Mapping[str, object]) -> list[str]:
-    """One message per context key that is not ours but close to one of ours."""
+    """One message per context key that is not ours (nor CDK's): CDK would silently ignore it."""
     messages = []
     for key in sorted(context):
-        if key in CONTEXT_KEYS or ":" in key or "@" in key:
-            continue  # ours, or CDK's own namespaced keys
-        matches = difflib.get_close_matches(key, CONTEXT_KEYS, n=1, cutoff=0.75)
-        if matches:
-            messages.append(f"unknown context key {key!r}: did you mean {matches[0]!r}?")
+        if key in CONTEXT_KEYS or ":" in key or "@" in key or key in CDK_PLAIN_CONTEXT_KEYS:
+            continue  # ours, or CDK's own (feature flags, lookups and its other keys)
+        matches = difflib.get_close_matches(key, CONTEXT_KEYS, n=1, cutoff=0.6)
+        hint = f"did you mean {matches[0]!r}?" if matches else "no setting has that name"
+        messages.append(f"unknown context key {key!r}: {hint} (every setting: docs/deploy.md, Settings)")
     return messages
 
 

@@ -109,7 +109,7 @@ class InferenceStack(Stack):
             self,
             "Dashboard",
             metrics=metrics,
-            alarms=self.alarms.all_alarms,
+            alarms=[*self.alarms.all_alarms, *self.alarms.rollback_alarms],
             function_log_group=self.inference_function.log_group,
             provisioned_concurrency=config.provisioned_concurrency > 0,
             snap_start=config.snap_start,
@@ -128,6 +128,8 @@ class InferenceStack(Stack):
             input_prefixes=config.batch_input_prefixes,
             output_bucket=bucket("BatchOutputBucket", config.batch_output_bucket),
             output_prefix=config.batch_output_prefix,
+            input_key_arn=config.batch_input_kms_key_arn,
+            output_key_arn=config.batch_output_kms_key_arn,
         )
         self.batch_function = BatchFunction(
             self,
@@ -140,6 +142,7 @@ class InferenceStack(Stack):
             memory_size_mb=config.batch_memory_size_mb,
             timeout=Duration.seconds(config.batch_timeout_seconds),
             log_retention=log_retention,
+            reserved_concurrency=config.batch_reserved_concurrency,
         )
         self.batch_state_machine = BatchStateMachine(
             self,

@@ -1,7 +1,15 @@
 """Day-two operations: the deployment's metrics, its CloudWatch alarms (optionally e-mailed) and a dashboard.
 
-The handler's own metrics (namespace POWERTOOLS_METRICS_NAMESPACE, one `service` dimension) are
-written by lambda_src as EMF lines; lambda_src.contract.Metric names them for both sides.
+The handler's own metrics (namespace POWERTOOLS_METRICS_NAMESPACE) are written by lambda_src as
+EMF lines with two dimension sets, `service` and `service` + `function_version`;
+lambda_src.contract.Metric names them for both sides.
+
+Two kinds of alarms. The paging alarms watch the whole service (the API stage, every version
+behind the live alias). The rollback alarms watch only the function version being deployed
+(Lambda's `ExecutedVersion` dimension on the alias's metrics, the handler's `function_version`):
+during a canary the old version may still be failing, and a deployment that fixes it must not
+be rolled back for the old version's errors. Latency is not in the rollback set: at canary
+traffic a minute's p99 is about its slowest request, a cold start of the new version.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
-from lambda_src.contract import Metric
+from lambda_src.contract import METRIC_SERVICE_DIMENSION, METRIC_VERSION_DIMENSION, Metric
 
 METRIC_PERIOD = Duration.minutes(1)  # alarms evaluate, and the dashboard plots, per minute
 # Rates and latency alarm when 2 of the last 3 minutes breach: one slow cold start or one failed
@@ -29,6 +37,9 @@ RATE_EVALUATION_PERIODS = 3
 RATE_DATAPOINTS_TO_ALARM = 2
 DASHBOARD_LOG_BIN = "5m"  # Logs Insights widgets count per 5 minutes
 KEY_DELETION_WINDOW_DAYS = 7  # the alarm topic's key, once the stack is gone (the minimum KMS allows)
+# The deployed version's 5xx rate counts only in minutes with at least this many requests to it:
+# at canary traffic one failed request in a minute of two would be a 50% rate.
+ROLLBACK_MIN_REQUESTS_PER_MINUTE = 5
 
 
 @dataclass(frozen=True)
@@ -73,6 +84,9 @@ class InferenceMetrics:
     ) -> None:
         self.api_dimensions = {"ApiName": api_name, "Stage": stage_name}
         self.alias = alias
+        # The version the live alias is being moved to: each deployment publishes a new one, and
+        # the rollback alarms' dimensions follow it in the same stack update.
+        self.deployed_version = alias.version.version
         self.function = function
         self.metrics_namespace = metrics_namespace
         self.service_name = service_name
@@ -99,6 +113,51 @@ class InferenceMetrics:
         """A Lambda metric of invocations through the live alias (the ones callers make)."""
         return self.alias.metric(name, statistic=statistic, period=METRIC_PERIOD, label=label)
 
+    def deployed_version_metric(self, name: str, statistic: str, label: str) -> cloudwatch.Metric:
+        """A Lambda metric of the live alias's invocations that ran the version being deployed."""
+        function_name = self.function.function_name
+        return cloudwatch.Metric(
+            namespace="AWS/Lambda",
+            metric_name=name,
+            dimensions_map={
+                "FunctionName": function_name,
+                "Resource": f"{function_name}:{self.alias.alias_name}",
+                "ExecutedVersion": self.deployed_version,
+            },
+            statistic=statistic,
+            period=METRIC_PERIOD,
+            label=label,
+        )
+
+    def deployed_version_handler_metric(self, name: Metric, statistic: str, label: str) -> cloudwatch.Metric:
+        """A metric the handler writes, as the version being deployed wrote it."""
+        return cloudwatch.Metric(
+            namespace=self.metrics_namespace,
+            metric_name=name.value,
+            dimensions_map={
+                METRIC_SERVICE_DIMENSION: self.service_name,
+                METRIC_VERSION_DIMENSION: self.deployed_version,
+            },
+            statistic=statistic,
+            period=METRIC_PERIOD,
+            label=label,
+        )
+
+    def deployed_version_5xx_rate(self) -> cloudwatch.MathExpression:
+        """The share of the deployed version's answers that were 5xx, in minutes with enough of them."""
+        return cloudwatch.MathExpression(
+            expression=f"IF(requests >= {ROLLBACK_MIN_REQUESTS_PER_MINUTE}, errors / requests, 0)",
+            using_metrics={
+                # ServerErrors is 0 or 1 per request: its sum counts 5xx answers, its count requests
+                "errors": self.deployed_version_handler_metric(Metric.SERVER_ERRORS, "Sum", "5xx answers"),
+                "requests": self.deployed_version_handler_metric(
+                    Metric.SERVER_ERRORS, "SampleCount", "requests"
+                ),
+            },
+            label="deployed version's 5xx rate",
+            period=METRIC_PERIOD,
+        )
+
     def concurrent_executions(self) -> cloudwatch.Metric:
         return self.function.metric(
             "ConcurrentExecutions", statistic="Maximum", period=METRIC_PERIOD, label="concurrent executions"
@@ -109,7 +168,7 @@ class InferenceMetrics:
         return cloudwatch.Metric(
             namespace=self.metrics_namespace,
             metric_name=name.value,
-            dimensions_map={"service": self.service_name},
+            dimensions_map={METRIC_SERVICE_DIMENSION: self.service_name},
             statistic=statistic,
             period=METRIC_PERIOD,
             label=label,
@@ -186,6 +245,7 @@ class InferenceAlarms(Construct):
             description=f"{model_load_failures} or more model load attempts failed in a minute "
             "(missing or corrupt artifact, wrong architecture, no access to the bucket)",
         )
+        # Paging: the whole service, whichever version fails.
         self.all_alarms: list[cloudwatch.Alarm] = [
             self.api_5xx_rate,
             self.api_p99_latency,
@@ -193,10 +253,14 @@ class InferenceAlarms(Construct):
             self.throttles,
             self.model_load_failures,
         ]
-        # Throttles say the account or function ran out of concurrency; a rollback would not help.
-        self.rollback_alarms: list[cloudwatch.Alarm] = [
-            alarm for alarm in self.all_alarms if alarm is not self.throttles
-        ]
+        # Rolling back: the version being deployed only (no latency, no throttles: a rollback
+        # would not cure either).
+        self.rollback_alarms: list[cloudwatch.Alarm] = self._build_rollback_alarms(
+            metrics,
+            server_error_rate_percent=server_error_rate_percent,
+            function_errors=function_errors,
+            model_load_failures=model_load_failures,
+        )
         self.topic: sns.Topic | None = None
         if alarm_email:
             self.topic = self._build_topic(alarm_email)
@@ -204,6 +268,45 @@ class InferenceAlarms(Construct):
             for alarm in self.all_alarms:
                 alarm.add_alarm_action(action)
                 alarm.add_ok_action(action)
+
+    def _build_rollback_alarms(
+        self,
+        metrics: InferenceMetrics,
+        *,
+        server_error_rate_percent: float,
+        function_errors: int,
+        model_load_failures: int,
+    ) -> list[cloudwatch.Alarm]:
+        return [
+            self._build_alarm(
+                "DeployedVersion5xxRate",
+                metrics.deployed_version_5xx_rate(),
+                threshold=server_error_rate_percent / 100,
+                evaluation=SUSTAINED_ABOVE,
+                description=f"The version being deployed answered more than "
+                f"{server_error_rate_percent:g}% of its requests 5xx in {RATE_DATAPOINTS_TO_ALARM} of "
+                f"{RATE_EVALUATION_PERIODS} minutes (minutes with {ROLLBACK_MIN_REQUESTS_PER_MINUTE} "
+                "requests or more); rolls a deployment back",
+            ),
+            self._build_alarm(
+                "DeployedVersionErrors",
+                metrics.deployed_version_metric("Errors", "Sum", "deployed version's errors"),
+                threshold=function_errors,
+                evaluation=REACHED_IN_A_MINUTE,
+                description=f"{function_errors} or more invocations of the version being deployed failed "
+                "in a minute (crash, timeout, out of memory); rolls a deployment back",
+            ),
+            self._build_alarm(
+                "DeployedVersionModelLoadFailures",
+                metrics.deployed_version_handler_metric(
+                    Metric.MODEL_LOAD_FAILURES, "Sum", "deployed version's model load failures"
+                ),
+                threshold=model_load_failures,
+                evaluation=REACHED_IN_A_MINUTE,
+                description=f"{model_load_failures} or more model loads of the version being deployed "
+                "failed in a minute; rolls a deployment back",
+            ),
+        ]
 
     def _build_alarm(
         self,

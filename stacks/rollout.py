@@ -54,6 +54,10 @@ class SafeRollout(Construct):
             # every alias in the account; the role below reaches this alias and these alarms only.
             role=iam.Role.from_role_arn(self, "ImmutableRole", self.role.role_arn, mutable=False),
         )
+        # The rollback alarms watch the version being deployed: their dimensions must name it
+        # before CloudFormation hands the alias's update to CodeDeploy.
+        for alarm in rollback_alarms:
+            alias.node.add_dependency(alarm)
 
     def _build_role(self, alias: lambda_.Alias, rollback_alarms: Sequence[cloudwatch.Alarm]) -> iam.Role:
         function_arn = alias.version.lambda_.function_arn

@@ -62,6 +62,19 @@ VARIANTS: dict[str, dict[str, object]] = {
         "batch_input_prefixes": "photos/,scans/2026/",
         "batch_output_prefix": "classified",
     },
+    # Batch inference between two external SSE-KMS buckets, with its own concurrency share.
+    "batch_external_kms": {
+        "batch_inference": "true",
+        "batch_reserved_concurrency": "80",
+        "batch_max_concurrency": "80",
+        "reserved_concurrency": "300",
+        "account_concurrency_limit": "500",
+        "batch_input_bucket": "team-images",
+        "batch_input_prefixes": "photos/",
+        "batch_input_kms_key_arn": "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd",
+        "batch_output_bucket": "team-results",
+        "batch_output_kms_key_arn": "arn:aws:kms:eu-west-1:111122223333:key/5678efab-12ab-34cd",
+    },
 }
 
 

@@ -22,8 +22,10 @@ from stacks.inference_function import InferenceFunction
 from stacks.rollout import deployment_config
 from tests.infrastructure.conftest import Synthesized
 
-ALARM_NAMES = ("Api5xxRate", "ApiP99Latency", "FunctionErrors", "Throttles", "ModelLoadFailures")
-ROLLBACK_ALARM_NAMES = ("Api5xxRate", "ApiP99Latency", "FunctionErrors", "ModelLoadFailures")
+# Paging: the whole service. Rolling back: the version being deployed, and never latency.
+PAGING_ALARM_NAMES = ("Api5xxRate", "ApiP99Latency", "FunctionErrors", "Throttles", "ModelLoadFailures")
+ROLLBACK_ALARM_NAMES = ("DeployedVersion5xxRate", "DeployedVersionErrors", "DeployedVersionModelLoadFailures")
+ALARM_NAMES = PAGING_ALARM_NAMES + ROLLBACK_ALARM_NAMES
 
 
 def resources(synth: Synthesized, resource_type: str) -> dict[str, dict[str, Any]]:
@@ -86,6 +88,9 @@ def test_each_alarm_exists_with_the_default_thresholds(default_synth: Synthesize
         "FunctionErrors": (1, "GreaterThanOrEqualToThreshold"),
         "Throttles": (1, "GreaterThanOrEqualToThreshold"),
         "ModelLoadFailures": (1, "GreaterThanOrEqualToThreshold"),
+        "DeployedVersion5xxRate": (0.01, "GreaterThanThreshold"),
+        "DeployedVersionErrors": (1, "GreaterThanOrEqualToThreshold"),
+        "DeployedVersionModelLoadFailures": (1, "GreaterThanOrEqualToThreshold"),
     }
     for _, props in alarms.values():
         assert props["TreatMissingData"] == "notBreaching"  # no traffic is not an outage
@@ -100,6 +105,9 @@ def test_thresholds_come_from_context(synthesized: Callable[[str], Synthesized])
         "FunctionErrors": 3,
         "Throttles": 10,
         "ModelLoadFailures": 2,
+        "DeployedVersion5xxRate": 0.025,
+        "DeployedVersionErrors": 3,
+        "DeployedVersionModelLoadFailures": 2,
     }
 
 
@@ -205,11 +213,75 @@ def test_alarms_email_through_an_encrypted_tls_only_topic_when_asked(
     publish = statements["AllowThisAccountsAlarms"]
     assert publish["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
     assert publish["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
-    # Every alarm notifies on alarm and on recovery
-    for _, props in alarms_by_name(synth).values():
-        assert props["AlarmActions"] == [{"Ref": topic_id}]
-        assert props["OKActions"] == [{"Ref": topic_id}]
+    # Every paging alarm notifies on alarm and on recovery; the rollback alarms act through CodeDeploy
+    alarms = alarms_by_name(synth)
+    for name in PAGING_ALARM_NAMES:
+        assert alarms[name][1]["AlarmActions"] == [{"Ref": topic_id}]
+        assert alarms[name][1]["OKActions"] == [{"Ref": topic_id}]
+    for name in ROLLBACK_ALARM_NAMES:
+        assert "AlarmActions" not in alarms[name][1]
     assert synth.inference_json["Outputs"]["AlarmTopicArn"]["Value"] == {"Ref": topic_id}
+
+
+def test_rollback_alarms_see_only_the_version_being_deployed(default_synth: Synthesized) -> None:
+    alarms = alarms_by_name(default_synth)
+    (version_id,) = resources(default_synth, "AWS::Lambda::Version")
+    deployed = {"Fn::GetAtt": [version_id, "Version"]}
+    function_ref = {"Ref": function_id(default_synth)}
+    # Lambda's own errors of the alias's invocations that ran the new version (ExecutedVersion)
+    errors = metric_of(alarms["DeployedVersionErrors"][1])
+    assert (errors["Metric"]["Namespace"], errors["Metric"]["MetricName"], errors["Stat"]) == (
+        "AWS/Lambda",
+        "Errors",
+        "Sum",
+    )
+    assert dimensions(errors) == {
+        "FunctionName": function_ref,
+        "Resource": {"Fn::Join": ["", [function_ref, ":live"]]},
+        "ExecutedVersion": deployed,
+    }
+    # the handler's metrics as the new version wrote them (its function_version dimension)
+    loads = metric_of(alarms["DeployedVersionModelLoadFailures"][1])
+    assert loads["Metric"]["MetricName"] == "ModelLoadFailures"
+    assert dimensions(loads) == {"service": "image-classifier", "function_version": deployed}
+    # its 5xx rate, counted only in minutes with enough requests to it
+    queries = {query["Id"]: query for query in alarms["DeployedVersion5xxRate"][1]["Metrics"]}
+    (expression,) = [query for query in queries.values() if "Expression" in query]
+    assert expression["Expression"] == "IF(requests >= 5, errors / requests, 0)"
+    assert expression["ReturnData"] is True
+    for name, stat in (("errors", "Sum"), ("requests", "SampleCount")):
+        metric = queries[name]["MetricStat"]
+        assert (metric["Metric"]["MetricName"], metric["Stat"]) == ("ServerErrors", stat)
+        assert dimensions(metric) == {"service": "image-classifier", "function_version": deployed}
+    # No latency, no whole-service metric in the rollback set: a canary is judged on itself
+    for name in ROLLBACK_ALARM_NAMES:
+        props = alarms[name][1]
+        assert "Latency" not in json.dumps(props) and "AWS/ApiGateway" not in json.dumps(props)
+    # and the alarms name the new version before CodeDeploy starts shifting the alias
+    (alias,) = resources(default_synth, "AWS::Lambda::Alias").values()
+    assert set(alias["DependsOn"]) >= {alarms[name][0] for name in ROLLBACK_ALARM_NAMES}
+
+
+def test_the_handler_writes_what_the_rollback_alarms_watch(
+    default_synth: Synthesized, tmp_path: Path
+) -> None:
+    # Given the handler in version 7 of the function (Lambda sets AWS_LAMBDA_FUNCTION_VERSION)
+    stream = io.StringIO()
+    telemetry = Telemetry(service="image-classifier", stream=stream, function_version="7")
+    service = InferenceService(ModelLocation(str(tmp_path), "missing-model"), telemetry=telemetry)
+    # When a model load fails
+    assert service.load() is False
+    # Then its EMF line counts it for the service and for version 7: the paging and rollback alarms
+    (line,) = [json.loads(text) for text in stream.getvalue().splitlines() if '"_aws"' in text]
+    (directive,) = line["_aws"]["CloudWatchMetrics"]
+    alarms = alarms_by_name(default_synth)
+    for name in ("ModelLoadFailures", "DeployedVersionModelLoadFailures"):
+        assert sorted(dimensions(metric_of(alarms[name][1]))) in [sorted(d) for d in directive["Dimensions"]]
+    assert (line["service"], line["function_version"], line["ModelLoadFailures"]) == (
+        "image-classifier",
+        "7",
+        [1.0],
+    )
 
 
 def test_deployment_group_shifts_the_live_alias_and_rolls_back_on_the_alarms(

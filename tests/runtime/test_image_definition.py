@@ -126,6 +126,22 @@ def test_the_build_stage_trims_strips_and_proves_torch_still_works() -> None:
     assert not [arg for kind, arg in final if kind == "RUN" and ("pip" in arg or "dnf" in arg)]
 
 
+def test_torch_and_torchvision_are_a_layer_of_their_own_before_the_other_packages() -> None:
+    build, final = build_stages()[0], build_stages()[-1]
+    # Installed apart: the torch install names no other package, and nothing else goes where it went
+    (torch_install,) = [arg for kind, arg in build if kind == "RUN" and "torch==" in arg]
+    assert "--target ${TORCH_PACKAGES}" in torch_install
+    assert re.findall(r"\b([\w-]+)==", torch_install) == ["torch", "torchvision"]
+    others = [arg for kind, arg in build if kind == "RUN" and "pip install" in arg and arg != torch_install]
+    assert others and all("--target ${PACKAGES}" in arg for arg in others)
+    # and copied first, each folder one layer: a pin bump elsewhere leaves torch's layer as it was
+    copies = [arg for kind, arg in final if kind == "COPY"]
+    assert copies[:2] == [
+        "--from=packages /opt/torch-packages ${LAMBDA_TASK_ROOT}",
+        "--from=packages /opt/packages ${LAMBDA_TASK_ROOT}",
+    ]
+
+
 @pytest.mark.slow
 def test_the_build_check_builds_loads_and_runs_a_classifier_here_too() -> None:
     """The Dockerfile's proof step is real code: run it on this environment's torch."""
