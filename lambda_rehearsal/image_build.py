@@ -2,7 +2,8 @@
 
 There is no Docker engine here: this module reads the Dockerfile's instructions in order and by
 build stage, resolves COPY sources against the build context (lambda_src/) after .dockerignore
-filtering, and lists the packages its `pip install`s put into the image.
+filtering, and lists the packages its `pip install`s put into the image of each serving engine
+(the ENGINE build argument picks the stage `<engine>-packages`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import re
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
+
+from lambda_src.contract import ModelEngine
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONTEXT = REPO_ROOT / "lambda_src"
@@ -41,8 +44,25 @@ def build_stages() -> list[list[tuple[str, str]]]:
     return stages
 
 
-def pip_installs() -> list[str]:
-    return [arg for kind, arg in instructions() if kind == "RUN" and "pip install" in arg]
+def named_stages() -> dict[str, list[tuple[str, str]]]:
+    """The stages that have a name (`FROM ... AS name`), by name."""
+    stages = {}
+    for stage in build_stages():
+        _, _, name = stage[0][1].partition(" AS ")
+        if name:
+            stages[name.strip()] = stage
+    return stages
+
+
+def packages_stage(engine: ModelEngine) -> str:
+    """The stage whose packages the image of `engine` holds."""
+    return f"{engine.value}-packages"
+
+
+def pip_installs(stage: str | None = None) -> list[str]:
+    """The `pip install` commands of one stage, or of the whole Dockerfile."""
+    steps = named_stages()[stage] if stage is not None else instructions()
+    return [arg for kind, arg in steps if kind == "RUN" and "pip install" in arg]
 
 
 def requirement_pins(path: Path) -> dict[str, str]:
@@ -59,13 +79,26 @@ def requirement_pins(path: Path) -> dict[str, str]:
     return pins
 
 
-def image_pins() -> dict[str, str]:
-    """Every package the Dockerfile installs, with its pinned version."""
-    pins = requirement_pins(CONTEXT / "requirements.txt")
-    for command in pip_installs():
-        found = re.findall(r"([\w-]+)==(\S+)", command)
-        pins |= {canonicalize_name(name): version for name, version in found}
+def installed_pins(command: str) -> list[tuple[str, str]]:
+    """(normalised name, version) of every package one `pip install` names, its -r files followed."""
+    pins: list[tuple[str, str]] = []
+    arguments = command.split()
+    for index, argument in enumerate(arguments):
+        if argument == "-r":
+            pins += requirement_pins(CONTEXT / Path(arguments[index + 1]).name).items()
+        elif "==" in argument:
+            name, _, version = argument.partition("==")
+            pins.append((canonicalize_name(name), version))
     return pins
+
+
+def image_pins(engine: ModelEngine = ModelEngine.TORCH) -> dict[str, str]:
+    """Every package the image of `engine` holds, with its pinned version."""
+    return {
+        name: version
+        for command in pip_installs(packages_stage(engine))
+        for name, version in installed_pins(command)
+    }
 
 
 def dockerignore_patterns() -> list[str]:

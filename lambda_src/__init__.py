@@ -11,8 +11,11 @@ reverse. This package never imports aws_cdk.
     lean_imports     serving's imports without torch._dynamo, which torchvision pulls in
     service          InferenceService: routes events, maps errors to responses, logs and metrics
     model_holder     ModelHolder: loads the model once, keeps why it failed, retries after a wait
-    loader           the `load` verb: resolve the version, verify the artifact, build and warm up
-    classifier       ImageClassifier: the `input`, `predict` and `output` verbs over a loaded model
+    engines          MODEL_ENGINE: which engine loads the model; only its modules are imported
+    loader           the torch engine's `load` verb: resolve the version, verify, build and warm up
+    classifier       ImageClassifier: the torch engine's `input`, `predict` and `output` verbs
+    onnx_engine      the onnxruntime engine: model.onnx, Pillow + numpy preprocessing, no torch
+    ranking          what both engines' classifiers share: predictions, top-k, the response body
     batch_handler    the batch function's entry point (same image, CMD override): Step Functions batches
     batch            BatchWorker: image keys in, one result line per image out (deployed and local)
     api_gateway      REST proxy events in, JSON proxy responses out

@@ -2,6 +2,7 @@
 
     <prefix>/<model-name>/<version>/model.pt        torch.save(model.state_dict())
     <prefix>/<model-name>/<version>/manifest.json   Manifest.to_json()
+    <prefix>/<model-name>/<version>/model.onnx      optional: the same network exported to ONNX
     <prefix>/<model-name>/LATEST                    the newest published version, as text
 
 This module is the one definition of the layout and the manifest fields: the
@@ -21,10 +22,12 @@ from typing import Any
 from lambda_src.errors import ManifestError
 
 # Version 2 added `provenance` and `preprocessing.interpolation`; version 1 manifests
-# still load (no provenance, bilinear resizing: what version 1 serving did).
-SCHEMA_VERSION = 2
-READABLE_SCHEMA_VERSIONS = (1, 2)
+# still load (no provenance, bilinear resizing: what version 1 serving did). Version 3 adds
+# optional fields: `onnx` (the version's ONNX export, when it has one).
+SCHEMA_VERSION = 3
+READABLE_SCHEMA_VERSIONS = (1, 2, 3)
 WEIGHTS_FILE = "model.pt"
+ONNX_FILE = "model.onnx"
 MANIFEST_FILE = "manifest.json"
 LATEST_POINTER = "LATEST"
 LATEST = "latest"  # the version selector that follows the LATEST pointer
@@ -88,6 +91,10 @@ def weights_key(prefix: str, model_name: str, version: str) -> str:
 
 def manifest_key(prefix: str, model_name: str, version: str) -> str:
     return version_file_key(prefix, model_name, version, MANIFEST_FILE)
+
+
+def onnx_key(prefix: str, model_name: str, version: str) -> str:
+    return version_file_key(prefix, model_name, version, ONNX_FILE)
 
 
 def latest_key(prefix: str, model_name: str) -> str:
@@ -157,6 +164,46 @@ class Provenance:
 
 
 @dataclass(frozen=True)
+class OnnxExport:
+    """The version's `model.onnx`: what checks it, and how closely it matched the torch model at publish.
+
+    The network takes `input` (N, 3, crop, crop) float32 with a dynamic batch axis N and
+    returns `logits` (N, num_classes).
+    """
+
+    sha256: str
+    size_bytes: int
+    opset: int  # of the default ONNX domain
+    max_logit_difference: float  # largest |ONNX - torch| logit over the check inputs
+    tolerance: float  # the bound it was checked against
+    checked_inputs: int  # images compared, all with the same top-1
+    exporter: str = ""  # "torch <version>, onnx <version>"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.sha256, str) or not re.fullmatch(r"[0-9a-f]{64}", self.sha256):
+            raise ManifestError("manifest onnx.sha256 must be 64 lowercase hex digits")
+        if not _is_integer(self.size_bytes) or self.size_bytes <= 0:
+            raise ManifestError("manifest onnx.size_bytes must be a positive integer")
+        if not _is_integer(self.opset) or self.opset < 1:
+            raise ManifestError("manifest onnx.opset must be a positive integer")
+        for name in ("max_logit_difference", "tolerance"):
+            if not _is_number(getattr(self, name)) or getattr(self, name) < 0:
+                raise ManifestError(f"manifest onnx.{name} must be a number >= 0")
+        if not _is_integer(self.checked_inputs) or self.checked_inputs < 1:
+            raise ManifestError("manifest onnx.checked_inputs must be a positive integer")
+
+    @classmethod
+    def from_dict(cls, data: Any) -> OnnxExport:
+        if not isinstance(data, dict):
+            raise ManifestError("manifest onnx must be an object")
+        required = ("sha256", "size_bytes", "opset", "max_logit_difference", "tolerance", "checked_inputs")
+        missing = [key for key in required if key not in data]
+        if missing:
+            raise ManifestError(f"manifest onnx is missing {', '.join(missing)}")
+        return cls(**{key: data[key] for key in required}, exporter=str(data.get("exporter", "")))
+
+
+@dataclass(frozen=True)
 class Manifest:
     """Everything the loader needs to rebuild and trust a published model."""
 
@@ -171,6 +218,7 @@ class Manifest:
     framework: dict[str, str] = field(default_factory=dict)
     created_at: str = ""
     provenance: Provenance | None = None  # None in version 1 manifests
+    onnx: OnnxExport | None = None  # None before version 3, and when the version has no ONNX export
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -254,6 +302,7 @@ class Manifest:
             framework=_object(data, "framework"),
             created_at=str(data.get("created_at", "")),
             provenance=Provenance.from_dict(data["provenance"]) if data.get("provenance") else None,
+            onnx=OnnxExport.from_dict(data["onnx"]) if data.get("onnx") is not None else None,
             schema_version=data.get("schema_version", SCHEMA_VERSION),
         )
 

@@ -15,19 +15,16 @@ once, before the first batch, and each batch names it, so one job never mixes ve
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import torch
-
 from lambda_src.artifact import LATEST, check_name
-from lambda_src.classifier import ImageClassifier
 from lambda_src.contract import DEFAULT_TOP_K
+from lambda_src.engines import Classifier, load_classifier
 from lambda_src.errors import ApiError, NotFound, PayloadTooLarge
-from lambda_src.loader import LoadedModel, load_model
 from lambda_src.model_store import S3_MISSING_CODES, ModelLocation, open_store, resolve_version, s3_error_code
 from lambda_src.settings import RuntimeSettings
 
@@ -170,6 +167,7 @@ class ModelCache:
     A job names its version in each batch; a later job with another version replaces it.
     (The API's `ModelHolder` serves one location with a retry window; a batch names its
     version, and fails, counted against the job's tolerated failures, when it cannot load.)
+    The model loads with `settings.engine` and `settings.torch_threads`, as the API's does.
     """
 
     def __init__(
@@ -178,27 +176,24 @@ class ModelCache:
         model_name: str,
         *,
         settings: RuntimeSettings | None = None,
-        loader: Callable[..., LoadedModel] = load_model,
     ) -> None:
         self.store_uri = store_uri
         self.model_name = model_name
         self.settings = settings if settings is not None else RuntimeSettings()
         self.loads = 0  # how many times a model was loaded: once per environment and version
-        self._loader = loader
         self._lock = threading.Lock()
-        self._classifier: ImageClassifier | None = None
+        self._classifier: Classifier | None = None
 
     def resolve(self, version: str) -> str:
         """The published version `version` names ("latest" follows the LATEST pointer)."""
         return resolve_version(open_store(self.store_uri), self.model_name, version)
 
-    def classifier(self, version: str) -> ImageClassifier:
+    def classifier(self, version: str) -> Classifier:
         with self._lock:
             current = self._classifier
             if current is None or current.model_id["version"] != version:
                 location = ModelLocation(self.store_uri, self.model_name, version)
-                loaded = self._loader(location, torch_threads=self.settings.torch_threads)
-                current = ImageClassifier(loaded, max_image_pixels=self.settings.max_image_pixels)
+                current = load_classifier(location, settings=self.settings)
                 self._classifier = current
                 self.loads += 1
             return current
@@ -220,7 +215,7 @@ class BatchWorker:
             for chunk in _chunks(range(len(keys)), FORWARD_BATCH):
                 # At most one forward pass's images are held as bytes; then only their small tensors.
                 read = reads.map(lambda index: _read(source, keys[index]), chunk)
-                inputs: list[tuple[int, torch.Tensor]] = []
+                inputs: list[tuple[int, Any]] = []  # the engine's input: a tensor or an array
                 for index, data in zip(chunk, read, strict=True):
                     try:
                         if not isinstance(data, bytes):

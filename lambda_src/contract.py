@@ -19,7 +19,8 @@ ENV_MAX_BATCH_SIZE = "MAX_BATCH_SIZE"
 ENV_MAX_BODY_BYTES = "MAX_BODY_BYTES"
 ENV_MAX_IMAGE_PIXELS = "MAX_IMAGE_PIXELS"
 ENV_MODEL_RETRY_SECONDS = "MODEL_RETRY_SECONDS"
-ENV_TORCH_NUM_THREADS = "TORCH_NUM_THREADS"
+ENV_TORCH_NUM_THREADS = "TORCH_NUM_THREADS"  # the serving engine's intra-op threads, either engine
+ENV_MODEL_ENGINE = "MODEL_ENGINE"  # a ModelEngine value; unset: torch
 ENV_CORS_ALLOW_ORIGIN = "CORS_ALLOW_ORIGIN"  # set only when CORS is on
 # Powertools' own variables (its documented names).
 ENV_POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
@@ -112,6 +113,16 @@ LAMBDA_MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # synchronous invoke request and res
 API_GATEWAY_MAX_BODY_BYTES = 10 * 1024 * 1024  # REST API payload limit
 DEFAULT_MAX_BATCH_SIZE = 8  # images per {"images": [...]} request
 MAX_BATCH_SIZE_LIMIT = 64  # one forward pass per request: keep its memory bounded
+
+
+class ModelEngine(StrEnum):
+    """What runs the published model (context `engine`, `MODEL_ENGINE`, the local endpoint's `--engine`)."""
+
+    TORCH = "torch"  # model.pt in PyTorch: every architecture the registry builds
+    ONNXRUNTIME = "onnxruntime"  # the version's model.onnx in ONNX Runtime: no torch in the image
+
+
+DEFAULT_MODEL_ENGINE = ModelEngine.TORCH
 
 
 class AuthMode(StrEnum):

@@ -19,6 +19,7 @@ class UnavailableReason(StrEnum):
     NOT_PUBLISHED = "not_published"  # the store has no version of the model
     ARTIFACT_MISSING = "artifact_missing"  # the version's manifest or weights are missing
     INVALID_MODEL = "invalid_model"  # the manifest, hash, weights or architecture do not check out
+    NO_ONNX_EXPORT = "no_onnx_export"  # the onnxruntime engine serves a version published without ONNX
     STORE_UNREADABLE = "store_unreadable"  # the store failed, refused or did not answer in time
     LOADING = "loading"  # another request is loading the model right now
     LOAD_ERROR = "load_error"  # an unexpected error while loading
@@ -30,6 +31,10 @@ UNAVAILABLE_MESSAGES = {
     UnavailableReason.NOT_PUBLISHED: "no version of the model is published yet",
     UnavailableReason.ARTIFACT_MISSING: "a file of the published model is missing",
     UnavailableReason.INVALID_MODEL: "the published model is invalid",
+    UnavailableReason.NO_ONNX_EXPORT: (
+        "the published model version has no ONNX export, which this function's onnxruntime engine "
+        "needs: serve it with the torch engine, or add one with `python -m model_training export-onnx`"
+    ),
     UnavailableReason.STORE_UNREADABLE: "the model store cannot be read",
     UnavailableReason.LOADING: "the model is being loaded",
     UnavailableReason.LOAD_ERROR: "loading the model failed",
@@ -126,6 +131,12 @@ class ArchitectureMismatch(ModelArtifactError):
     """The weights do not fit the architecture or class count the manifest names."""
 
     reason = UnavailableReason.INVALID_MODEL
+
+
+class NoOnnxExport(ArtifactNotFound):
+    """The version was published without `model.onnx`, so the onnxruntime engine cannot serve it."""
+
+    reason = UnavailableReason.NO_ONNX_EXPORT
 
 
 class VersionExists(ModelArtifactError):

@@ -1,13 +1,15 @@
 """The Lambda entry point, `lambda_src.handler.lambda_handler` (the image's CMD).
 
 The model is loaded here, at init, once per execution environment, from the
-function's environment (MODEL_STORE, MODEL_NAME, MODEL_VERSION; see settings.py and
-telemetry.py for the tunables). The handler itself only passes each event on. Under
+function's environment (MODEL_STORE, MODEL_NAME, MODEL_VERSION, MODEL_ENGINE; see settings.py
+and telemetry.py for the tunables). The handler itself only passes each event on. Under
 SnapStart, the hooks of snapstart.py ready the loaded model for the snapshot and refresh
 what each restore must not share.
 """
 
+import contextlib
 import gc
+import os
 import time
 
 _IMPORTS_STARTED = time.perf_counter()
@@ -26,12 +28,19 @@ _prefetching = prefetch_from_env()
 gc.disable()
 try:
     # Imported after the clock starts on purpose: importing torch is most of a cold start.
-    # Without torch._dynamo, which torchvision imports for code no classifier runs.
+    # Without torch._dynamo, which torchvision imports for code no classifier runs. Only the
+    # chosen engine's packages are imported (the onnxruntime engine's image has no torch).
+    from lambda_src.engines import import_engine
     from lambda_src.lean_imports import without_dynamo
+    from lambda_src.settings import model_engine
 
     with without_dynamo():
         from lambda_src.service import InferenceService
         from lambda_src.snapstart import SnapshotLifecycle
+
+        # An unknown MODEL_ENGINE imports nothing more: the service answers 503 misconfigured.
+        with contextlib.suppress(ValueError):
+            import_engine(model_engine(os.environ))
 finally:
     gc.freeze()
     gc.enable()

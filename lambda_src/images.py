@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import io
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from lambda_src.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
-from lambda_src.preprocessing import to_rgb
 
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP")
 # Pillow reports multi-picture JPEGs (what many phone cameras write) as MPO.
@@ -128,3 +127,19 @@ def _reason(error: Exception) -> str:
 
 def _format_name(image: Image.Image) -> str:
     return "JPEG" if image.format in _JPEG_FORMATS else ("WebP" if image.format == "WEBP" else "PNG")
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Upright RGB: apply EXIF orientation, composite alpha on white, convert L/P/CMYK/I."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode.startswith("I;16"):
+        # 16-bit greyscale (PNG): scale to 8 bits; a plain convert clips everything above 255 to white.
+        image = image.convert("I").point(lambda value: value / 256).convert("L")
+    if image.mode in {"RGBA", "LA", "PA"} or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    if image.mode != "RGB":
+        return image.convert("RGB")
+    return image

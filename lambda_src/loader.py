@@ -17,7 +17,6 @@ from torch.fx.experimental.optimization import fuse
 from lambda_src.architectures import build_and_load, check_architecture
 from lambda_src.artifact import (
     Manifest,
-    manifest_key,
     sha256_hex,
     weights_key,
 )
@@ -26,7 +25,6 @@ from lambda_src.deadlines import Deadline
 from lambda_src.errors import (
     ArchitectureMismatch,
     IntegrityError,
-    ManifestError,
     ModelArtifactError,
 )
 from lambda_src.model_store import (
@@ -35,6 +33,7 @@ from lambda_src.model_store import (
     ModelLocation,
     ModelStore,
     open_store,
+    read_manifest,
     resolve_version,
 )
 from lambda_src.timing import PhaseTimer
@@ -111,21 +110,6 @@ def _open_store(store_uri: str) -> ModelStore:
         return open_store(store_uri)
     except ValueError as error:  # a store URI no reader understands
         raise ModelArtifactError(str(error)) from None
-
-
-def read_manifest(store: ModelStore, model_name: str, version: str) -> Manifest:
-    """The manifest of `model_name` `version`, checked to describe exactly that version."""
-    key = manifest_key(store.prefix, model_name, version)
-    try:
-        manifest = Manifest.from_json(store.read(key))
-    except ManifestError as error:
-        raise ManifestError(f"{store.describe(key)}: {error}") from None
-    if (manifest.model_name, manifest.version) != (model_name, version):
-        raise ManifestError(
-            f"{store.describe(key)} describes {manifest.model_name!r} version {manifest.version!r}, "
-            f"not {model_name!r} version {version!r}"
-        )
-    return manifest
 
 
 def verify_weights(weights: bytes, manifest: Manifest, description: str) -> None:

@@ -1,7 +1,7 @@
 """The model's lifecycle in a running function: load once, remember why not, retry later.
 
 A `ModelHolder` loads its location (at init, or on the first request that needs it),
-keeps the `ImageClassifier` once the load succeeds, and after a failure keeps the
+keeps the `Classifier` once the load succeeds, and after a failure keeps the
 reason and refuses to try again until `retry_seconds` have passed, so a model
 published after the deploy is picked up without redeploying. Thread-safe: one load
 at a time, and nobody waits on a load in progress longer than `load_wait_s` (the
@@ -17,10 +17,9 @@ from collections.abc import Callable, Mapping
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from lambda_src.classifier import ImageClassifier
-from lambda_src.contract import Metric
+from lambda_src.contract import Metric, ModelEngine
+from lambda_src.engines import Classifier, load_classifier
 from lambda_src.errors import ModelArtifactError, ModelUnavailable, UnavailableReason
-from lambda_src.loader import load_model
 from lambda_src.model_store import STORE_CALL_BOUND_S, ModelLocation, ModelStore
 from lambda_src.settings import RuntimeSettings
 from lambda_src.telemetry import Telemetry
@@ -49,12 +48,12 @@ class ModelHolder:
         self._clock = clock
         self._lock = threading.Lock()
         self.load_wait_s = STORE_CALL_BOUND_S
-        self._classifier: ImageClassifier | None = None
+        self._classifier: Classifier | None = None
         self._failure = ModelUnavailable(UnavailableReason.LOADING, "the model has not been loaded yet")
         self._next_attempt_at = -math.inf
 
     @property
-    def classifier(self) -> ImageClassifier | None:
+    def classifier(self) -> Classifier | None:
         """The loaded model's classifier, or None while it cannot be served."""
         return self._classifier
 
@@ -65,7 +64,7 @@ class ModelHolder:
                 self._attempt_load(init_phases_ms or {})
             return self._classifier is not None
 
-    def get(self, *, wait: bool = True) -> ImageClassifier:
+    def get(self, *, wait: bool = True) -> Classifier:
         """The classifier, loading it if the retry window allows; ModelUnavailable says why not.
 
         While another thread loads, wait at most `load_wait_s` for it (not at all with
@@ -97,7 +96,7 @@ class ModelHolder:
             self._record_failure(failure, init_phases_ms, exc_info=False)
             return
         try:
-            loaded = load_model(self.location, torch_threads=self.settings.torch_threads, store=self.store)
+            classifier = load_classifier(self.location, settings=self.settings, store=self.store)
         except ModelArtifactError as error:
             self._record_failure(ModelUnavailable(error.reason, str(error)), init_phases_ms, exc_info=False)
         except Exception as error:
@@ -106,9 +105,11 @@ class ModelHolder:
                 ModelUnavailable(UnavailableReason.LOAD_ERROR, detail), init_phases_ms, exc_info=True
             )
         else:
-            self._classifier = ImageClassifier(loaded, max_image_pixels=self.settings.max_image_pixels)
+            self._classifier = classifier
             total_ms = (time.perf_counter() - started) * 1000
-            manifest = loaded.manifest
+            manifest = classifier.model.manifest
+            engine = self.settings.engine
+            threads_key = "torch_threads" if engine is ModelEngine.TORCH else "onnxruntime_threads"
             self.telemetry.logger.info(
                 "model loaded",
                 extra={
@@ -116,8 +117,9 @@ class ModelHolder:
                     "model_version": manifest.version,
                     "architecture": manifest.architecture,
                     "num_classes": manifest.num_classes,
-                    "torch_threads": loaded.torch_threads,
-                    "phases_ms": {**init_phases_ms, **loaded.phases_ms},
+                    "engine": engine.value,
+                    threads_key: classifier.threads,
+                    "phases_ms": {**init_phases_ms, **classifier.model.phases_ms},
                     "load_ms": round(total_ms, 1),
                 },
             )

@@ -27,7 +27,15 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlparse
 
-from lambda_src.artifact import LATEST, WEIGHTS_FILE, check_name, latest_key, manifest_key, s3_store_uri
+from lambda_src.artifact import (
+    LATEST,
+    WEIGHTS_FILE,
+    Manifest,
+    check_name,
+    latest_key,
+    manifest_key,
+    s3_store_uri,
+)
 from lambda_src.contract import ENV_MODEL_NAME, ENV_MODEL_STORE, ENV_MODEL_VERSION
 from lambda_src.deadlines import Deadline, DeadlineExceeded, call_within
 from lambda_src.errors import (
@@ -511,3 +519,26 @@ def open_store(store_uri: str) -> LocalModelStore | S3ModelStore:
     if parsed.bucket is not None:
         return S3ModelStore(parsed.bucket, parsed.path)
     return LocalModelStore(Path(parsed.path))
+
+
+def open_model_store(store_uri: str) -> LocalModelStore | S3ModelStore:
+    """`open_store` for serving: a URI no reader understands is a ModelArtifactError (a 503 reason)."""
+    try:
+        return open_store(store_uri)
+    except ValueError as error:
+        raise ModelArtifactError(str(error)) from None
+
+
+def read_manifest(store: ModelStore, model_name: str, version: str) -> Manifest:
+    """The manifest of `model_name` `version`, checked to describe exactly that version."""
+    key = manifest_key(store.prefix, model_name, version)
+    try:
+        manifest = Manifest.from_json(store.read(key))
+    except ManifestError as error:
+        raise ManifestError(f"{store.describe(key)}: {error}") from None
+    if (manifest.model_name, manifest.version) != (model_name, version):
+        raise ManifestError(
+            f"{store.describe(key)} describes {manifest.model_name!r} version {manifest.version!r}, "
+            f"not {model_name!r} version {version!r}"
+        )
+    return manifest

@@ -2,6 +2,7 @@
 
 Training uses `to_rgb` and `eval_transform` for validation (and builds its
 augmentation around the same mean/std); serving uses them for every request.
+(`to_rgb` lives in the torch-free `lambda_src.images`, which the onnxruntime engine shares.)
 """
 
 from __future__ import annotations
@@ -9,26 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from torchvision.transforms import InterpolationMode, v2
 
 from lambda_src.artifact import Preprocessing
+from lambda_src.images import to_rgb
 
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Upright RGB: apply EXIF orientation, composite alpha on white, convert L/P/CMYK/I."""
-    image = ImageOps.exif_transpose(image)
-    if image.mode.startswith("I;16"):
-        # 16-bit greyscale (PNG): scale to 8 bits; a plain convert clips everything above 255 to white.
-        image = image.convert("I").point(lambda value: value / 256).convert("L")
-    if image.mode in {"RGBA", "LA", "PA"} or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGB", rgba.size, (255, 255, 255))
-        background.paste(rgba, mask=rgba.getchannel("A"))
-        return background
-    if image.mode != "RGB":
-        return image.convert("RGB")
-    return image
+__all__ = ["eval_transform", "to_rgb"]
 
 
 def eval_transform(preprocessing: Preprocessing) -> Callable[[Image.Image], torch.Tensor]:

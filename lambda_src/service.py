@@ -3,7 +3,7 @@
 The Lambda handler module makes one `InferenceService` at init; the tests and the
 local endpoint can make their own for any `ModelLocation`. The model's lifecycle is
 its `ModelHolder`'s (load, retry window, failure reason) and the request verbs are
-its `ImageClassifier`'s (input, predict, output). A service answers every event:
+its `Classifier`'s (input, predict, output). A service answers every event:
 when the model cannot be loaded, `/health` and `/predict` say why with a 503.
 `handle` may be called from several threads at once.
 """
@@ -13,21 +13,24 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
 from lambda_src.api_gateway import ApiRequest, error_response, json_response, parse_event
-from lambda_src.classifier import ImageClassifier
 from lambda_src.contract import HEALTH_PATH, PREDICT_PATH, Metric
+from lambda_src.engines import Classifier
 from lambda_src.errors import ApiError, MethodNotAllowed, ModelUnavailable, NotFound
-from lambda_src.loader import LoadedModel
 from lambda_src.model_holder import ModelHolder
 from lambda_src.model_store import ModelLocation, ModelStore
 from lambda_src.predict_request import parse_predict_request
 from lambda_src.settings import RuntimeSettings
 from lambda_src.telemetry import Telemetry
 from lambda_src.timing import Phase, PhaseTimer
+
+if TYPE_CHECKING:  # the engines' modules: imported when the model loads, only the chosen one's
+    from lambda_src.loader import LoadedModel
+    from lambda_src.onnx_engine import LoadedOnnxModel
 
 ROUTES = {PREDICT_PATH: "POST", HEALTH_PATH: "GET"}  # path -> the one method it accepts
 _PHASE_METRICS = {
@@ -92,7 +95,7 @@ class InferenceService:
         return self.holder.location
 
     @property
-    def model(self) -> LoadedModel | None:
+    def model(self) -> LoadedModel | LoadedOnnxModel | None:
         """The loaded model, or None while it cannot be served."""
         classifier = self.holder.classifier
         return classifier.model if classifier is not None else None
@@ -162,7 +165,7 @@ class InferenceService:
         return self._predict(classifier, request, timer, record)
 
     def _predict(
-        self, classifier: ImageClassifier, request: ApiRequest, timer: PhaseTimer, record: dict[str, Any]
+        self, classifier: Classifier, request: ApiRequest, timer: PhaseTimer, record: dict[str, Any]
     ) -> dict[str, Any]:
         with timer.phase(Phase.PARSE):
             parsed = parse_predict_request(
@@ -171,8 +174,10 @@ class InferenceService:
                 max_body_bytes=self.settings.max_body_bytes,
             )
         record.update(images=len(parsed.images), top_k=parsed.top_k)
-        # One image at a time: only the small input tensors are kept.
-        inputs = [classifier.input(item.data, what=item.name, timer=timer) for item in parsed.images]
+        # One image at a time: only the small input tensors (or arrays, for onnxruntime) are kept.
+        inputs: list[Any] = [
+            classifier.input(item.data, what=item.name, timer=timer) for item in parsed.images
+        ]
         with timer.phase(Phase.INFERENCE):
             ranked = classifier.predict(inputs, parsed.top_k)
         return json_response(200, classifier.output(ranked, parsed.top_k))

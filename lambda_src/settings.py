@@ -4,7 +4,9 @@ MAX_BATCH_SIZE        images per request in {"images": [...]} (default 8)
 MAX_BODY_BYTES        request body as received, base64 included (default 6 MiB: Lambda's limit)
 MAX_IMAGE_PIXELS      width x height of one image, checked before decoding (default 40,000,000)
 MODEL_RETRY_SECONDS   after a failed model load, wait this long before the next try (default 30)
-TORCH_NUM_THREADS     torch intra-op threads; 0 = the CPUs the function really has (default 0)
+TORCH_NUM_THREADS     the engine's intra-op threads (torch or onnxruntime); 0 = the CPUs the function
+                      really has (default 0)
+MODEL_ENGINE          torch (default) or onnxruntime: what runs the published model
 CORS_ALLOW_ORIGIN     if set, every response carries Access-Control-Allow-Origin with this value
 
 A bad value of any of them makes the service answer 503 `misconfigured` (saying which, in the
@@ -28,6 +30,7 @@ from lambda_src.contract import (
     ENV_MAX_BATCH_SIZE,
     ENV_MAX_BODY_BYTES,
     ENV_MAX_IMAGE_PIXELS,
+    ENV_MODEL_ENGINE,
     ENV_MODEL_RETRY_SECONDS,
     ENV_POWERTOOLS_DEBUG,
     ENV_POWERTOOLS_DEV,
@@ -41,6 +44,7 @@ from lambda_src.contract import (
     ENV_TORCH_NUM_THREADS,
     LAMBDA_MAX_PAYLOAD_BYTES,
     MAX_BATCH_SIZE_LIMIT,
+    ModelEngine,
 )
 
 MAX_TORCH_THREADS = 256  # Lambda has at most 6 vCPUs; more threads than this is a typo
@@ -61,6 +65,7 @@ class RuntimeSettings:
     # With a Lambda proxy integration the function's own responses must carry the CORS header;
     # API Gateway answers the preflight (OPTIONS) itself.
     cors_allow_origin: str | None = None
+    engine: ModelEngine = ModelEngine.TORCH
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_batch_size <= MAX_BATCH_SIZE_LIMIT:
@@ -100,7 +105,20 @@ class RuntimeSettings:
             model_retry_seconds=_number(env, ENV_MODEL_RETRY_SECONDS, defaults.model_retry_seconds),
             torch_threads=_integer(env, ENV_TORCH_NUM_THREADS, defaults.torch_threads),
             cors_allow_origin=env.get(ENV_CORS_ALLOW_ORIGIN, "").strip() or None,
+            engine=model_engine(env),
         )
+
+
+def model_engine(env: Mapping[str, str]) -> ModelEngine:
+    """The engine `MODEL_ENGINE` names (unset or empty: torch); ValueError naming the choices if unknown."""
+    raw = env.get(ENV_MODEL_ENGINE, "").strip()
+    if not raw:
+        return ModelEngine.TORCH
+    try:
+        return ModelEngine(raw)
+    except ValueError:
+        choices = ", ".join(engine.value for engine in ModelEngine)
+        raise ValueError(f"{ENV_MODEL_ENGINE} must be one of {choices}, got {raw!r}") from None
 
 
 def _integer(env: Mapping[str, str], name: str, default: int) -> int:

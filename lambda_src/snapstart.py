@@ -86,7 +86,7 @@ class SnapshotLifecycle:
                 "model_name": manifest.model_name,
                 "model_version": manifest.version,
                 "peak_rss_mb": peak_rss_mb(),
-                "torch_threads": classifier.model.torch_threads,
+                "torch_threads": classifier.threads,  # the engine's intra-op threads
                 "other_threads": alive,  # none in the image: a library's would show here
             },
         )

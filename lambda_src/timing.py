@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from enum import StrEnum
 
 
@@ -35,3 +35,8 @@ class PhaseTimer:
     def rounded(self) -> dict[str, float]:
         """Durations rounded to 0.1 ms, for logs."""
         return {name: round(value, 1) for name, value in self.durations_ms.items()}
+
+
+def optional_phase(timer: PhaseTimer | None, name: str) -> AbstractContextManager[None]:
+    """`timer.phase(name)`, or nothing when there is no timer."""
+    return timer.phase(name) if timer is not None else nullcontext()

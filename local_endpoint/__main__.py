@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    return run(location, args.host, args.port)
+    return run(location, args.host, args.port, engine=args.engine)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from lambda_src.artifact import LATEST
 from lambda_src.batch import BatchWorker, FolderImages, ImageSource, ModelCache, S3Images, is_image_key
+from lambda_src.contract import ModelEngine
 from lambda_src.settings import RuntimeSettings
 
 DEFAULT_IMAGES_PER_BATCH = 32
@@ -154,8 +155,9 @@ def _classified(
                 future.cancel()
 
 
-def make_worker(store_uri: str, model_name: str, *, torch_threads: int = 0) -> BatchWorker:
+def make_worker(
+    store_uri: str, model_name: str, *, torch_threads: int = 0, engine: ModelEngine = ModelEngine.TORCH
+) -> BatchWorker:
     """The batch function's worker for a model store, as the deployed function builds it."""
-    return BatchWorker(
-        ModelCache(store_uri, model_name, settings=RuntimeSettings(torch_threads=torch_threads))
-    )
+    settings = RuntimeSettings(torch_threads=torch_threads, engine=engine)
+    return BatchWorker(ModelCache(store_uri, model_name, settings=settings))

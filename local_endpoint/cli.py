@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING, Any
 from lambda_src.artifact import LATEST
 from lambda_src.contract import (
     API_HANDLER,
+    ENV_MODEL_ENGINE,
     ENV_MODEL_NAME,
     ENV_MODEL_STORE,
     ENV_MODEL_VERSION,
     ENV_POWERTOOLS_METRICS_DISABLED,
+    ModelEngine,
     handler_module,
 )
 from lambda_src.model_store import ModelLocation, parse_store_uri
@@ -74,7 +76,7 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
-def load_function(location: ModelLocation) -> ModuleType:
+def load_function(location: ModelLocation, engine: ModelEngine = ModelEngine.TORCH) -> ModuleType:
     """Import the Lambda handler module with the model environment the deployed function gets.
 
     The module loads the model at import, exactly as in a Lambda cold start; its
@@ -83,12 +85,14 @@ def load_function(location: ModelLocation) -> ModuleType:
     loaded = sys.modules.get(HANDLER_MODULE)
     if loaded is not None:
         # The module made its service at import: importing it again would silently serve the first model.
-        served = getattr(getattr(loaded, "service", None), "location", None)
-        if served != location:
+        service = getattr(loaded, "service", None)
+        served = getattr(service, "location", None)
+        served_engine = getattr(getattr(service, "settings", None), "engine", None)
+        if served != location or served_engine != engine:
             raise ValueError(
-                f"this process already serves {_describe(served)}; it cannot also serve "
-                f"{_describe(location)} (the handler loads one model per process, like a Lambda "
-                "execution environment): start another process for it"
+                f"this process already serves {_describe(served)} with {served_engine}; it cannot also "
+                f"serve {_describe(location)} with {engine} (the handler loads one model per process, "
+                "like a Lambda execution environment): start another process for it"
             )
         return loaded
     # CloudWatch turns the function's metric lines into metrics; locally they would only be noise.
@@ -96,6 +100,7 @@ def load_function(location: ModelLocation) -> ModuleType:
     os.environ[ENV_MODEL_STORE] = location.store_uri
     os.environ[ENV_MODEL_NAME] = location.model_name
     os.environ[ENV_MODEL_VERSION] = location.version
+    os.environ[ENV_MODEL_ENGINE] = engine.value
     return importlib.import_module(HANDLER_MODULE)
 
 
@@ -116,14 +121,15 @@ def describe_model(service: InferenceService) -> str:
     manifest = model.manifest
     return (
         f"Model ready: {manifest.model_name} version {manifest.version} "
-        f"({manifest.architecture}, {manifest.num_classes} classes: {', '.join(manifest.labels)})"
+        f"({manifest.architecture}, {manifest.num_classes} classes: {', '.join(manifest.labels)}), "
+        f"engine {service.settings.engine}"
     )
 
 
 def add_serving_options(
     cli: argparse.ArgumentParser, *, store_default: str | None = None, model_name_default: str | None = None
 ) -> None:
-    """--store, --model-name, --version, --host and --port."""
+    """--store, --model-name, --version, --engine, --host and --port."""
     cli.add_argument(
         "--store",
         required=store_default is None,
@@ -141,6 +147,14 @@ def add_serving_options(
         "--version",
         default=LATEST,
         help=f"version to serve, or {LATEST!r} for the newest (default: %(default)s)",
+    )
+    cli.add_argument(
+        "--engine",
+        type=ModelEngine,
+        choices=list(ModelEngine),
+        default=ModelEngine.TORCH,
+        help="what runs the model, as the function's MODEL_ENGINE: torch (model.pt) or onnxruntime "
+        "(the version's model.onnx) (default: %(default)s)",
     )
     cli.add_argument(
         "--host",
@@ -166,6 +180,7 @@ def run(
     *,
     prepare: Callable[[], None] | None = None,
     ready: Callable[[LocalEndpoint], str] | None = None,
+    engine: ModelEngine = ModelEngine.TORCH,
 ) -> int:
     """Listen, run `prepare`, load the handler, print what is served, serve until Ctrl-C or SIGTERM.
 
@@ -181,8 +196,11 @@ def run(
         with server:
             if prepare is not None:
                 prepare()
-            print(f"Loading {location.model_name} ({location.version}) from {location.store_uri} ...")
-            function = load_function(location)
+            print(
+                f"Loading {location.model_name} ({location.version}) from {location.store_uri} "
+                f"with {engine} ..."
+            )
+            function = load_function(location, engine)
             server.lambda_handler = function.lambda_handler
             print(describe_model(function.service))
             if ready is not None:

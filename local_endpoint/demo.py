@@ -56,8 +56,11 @@ def train_and_publish(location: ModelLocation) -> None:
             location.store_uri,
             model_name=location.model_name,
             version=None if location.version == LATEST else location.version,
+            onnx=True,  # so `--engine onnxruntime` serves it too
         )
     print(f"Published {published.model_name} version {published.version} to {published.location}")
+    if published.onnx_skipped is not None:
+        print(f"Published without model.onnx: {published.onnx_skipped}")
 
 
 def write_example_images(folder: Path) -> list[Path]:
@@ -127,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     def ready(server: LocalEndpoint) -> str:
         return instructions(server.url, examples)
 
-    return run(location, args.host, args.port, prepare=prepare, ready=ready)
+    return run(location, args.host, args.port, prepare=prepare, ready=ready, engine=args.engine)
 
 
 if __name__ == "__main__":

@@ -21,11 +21,26 @@ from endpoint_client.cli import add_commands as add_endpoint_commands
 from endpoint_client.cli import positive_int
 from endpoint_client.stack_outputs import DEFAULT_STACK, STACK_SCHEME, StackError, resolve_store
 from lambda_src.architectures import DEFAULT_ARCHITECTURE
-from lambda_src.artifact import IMAGENET_MEAN, IMAGENET_STD, INTERPOLATIONS, LATEST_POINTER, Preprocessing
+from lambda_src.artifact import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    INTERPOLATIONS,
+    LATEST,
+    LATEST_POINTER,
+    Preprocessing,
+)
 from lambda_src.errors import ModelArtifactError
 from model_training.datasets import TrainingDataError
 from model_training.importing import ImportedModel, ImportFailed, import_pretrained, import_weights_file
-from model_training.publishing import PublishedVersion, PublishError, describe_listing, list_versions, publish
+from model_training.onnx_export import OnnxExportFailed
+from model_training.publishing import (
+    PublishedVersion,
+    PublishError,
+    add_onnx_export,
+    describe_listing,
+    list_versions,
+    publish,
+)
 from model_training.training import (
     DEMO_EPOCHS,
     DEMO_IMAGE_SIZE,
@@ -50,6 +65,7 @@ EXIT_INTERRUPTED = 130
 USER_ERRORS = (
     TrainingDataError,
     ImportFailed,
+    OnnxExportFailed,
     ModelArtifactError,
     PublishError,
     StackError,
@@ -138,7 +154,17 @@ def _add_output_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--publish-to", metavar="STORE", help=f"also publish the result: {STORE_HELP}")
     command.add_argument("--version", help="version to publish as (default: the next free v1, v2, ...)")
     command.add_argument("--region", help="AWS region of the stack, for --publish-to stack:NAME")
+    _add_no_onnx(command)
     command.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _add_no_onnx(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--no-onnx",
+        action="store_true",
+        help="publish without model.onnx (by default the model is exported to ONNX and checked against "
+        "torch first, for MODEL_ENGINE=onnxruntime; a model that does not export is published without it)",
+    )
 
 
 def _add_import(subparsers: argparse._SubParsersAction) -> None:
@@ -198,8 +224,32 @@ def _add_publish(subparsers: argparse._SubParsersAction) -> None:
     _add_store_options(command)
     command.add_argument("--model-name", help="publish under this name (default: the manifest's)")
     command.add_argument("--version", help="version name (default: the next free v1, v2, ...)")
+    _add_no_onnx(command)
     command.add_argument("--no-progress", action="store_true", help="no progress bars")
     command.set_defaults(run=run_publish)
+
+
+def _add_export_onnx(subparsers: argparse._SubParsersAction) -> None:
+    command = subparsers.add_parser(
+        "export-onnx",
+        help="add model.onnx to a published version, as a new version",
+        description=(
+            "Read a published version (model.pt and manifest.json, hash-checked), export it to ONNX, "
+            "check the export against the torch model, and publish weights, model.onnx and manifest as a "
+            f"new version (versions are immutable), moving {LATEST_POINTER} to it. Nothing is published "
+            "if the model does not export or does not match."
+        ),
+    )
+    _add_store_options(command)
+    command.add_argument("--model-name", default=DEMO_MODEL_NAME, help="the model (default: %(default)s)")
+    command.add_argument(
+        "--from-version",
+        default=LATEST,
+        help=f"the published version to export (default: {LATEST}, the one {LATEST_POINTER} names)",
+    )
+    command.add_argument("--version", help="the new version's name (default: the next free v1, v2, ...)")
+    command.add_argument("--no-progress", action="store_true", help="no progress bars")
+    command.set_defaults(run=run_export_onnx)
 
 
 def _add_versions(subparsers: argparse._SubParsersAction) -> None:
@@ -242,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_import(subparsers)
     _add_publish(subparsers)
     _add_versions(subparsers)
+    _add_export_onnx(subparsers)
     add_endpoint_commands(subparsers)  # aliases of `python -m endpoint_client predict/smoke-test`
     return parser
 
@@ -330,13 +381,27 @@ def _save_and_publish(
 def _publish_if_asked(folder: Path, store: str | None, args: argparse.Namespace) -> PublishedVersion | None:
     if store is None:
         return None
-    return publish(folder, store, version=args.version, progress=not args.no_progress)
+    return publish(folder, store, version=args.version, progress=not args.no_progress, onnx=not args.no_onnx)
 
 
 def run_publish(args: argparse.Namespace) -> int:
     store = resolve_store(args.store, region=args.region)
     published = publish(
-        args.output, store, model_name=args.model_name, version=args.version, progress=not args.no_progress
+        args.output,
+        store,
+        model_name=args.model_name,
+        version=args.version,
+        progress=not args.no_progress,
+        onnx=not args.no_onnx,
+    )
+    print(publish_summary(published))
+    return 0
+
+
+def run_export_onnx(args: argparse.Namespace) -> int:
+    store = resolve_store(args.store, region=args.region)
+    published = add_onnx_export(
+        store, args.model_name, args.from_version, version=args.version, progress=not args.no_progress
     )
     print(publish_summary(published))
     return 0
@@ -389,6 +454,19 @@ def import_summary(imported: ImportedModel, output: Path | None, published: Publ
 def publish_summary(published: PublishedVersion) -> str:
     name, version = published.model_name, published.version
     lines = [f"published: {name} {version} at {published.location} ({LATEST_POINTER} -> {version})"]
+    onnx = published.manifest.onnx
+    if onnx is not None:
+        took = f", exported and checked in {published.onnx_seconds:.1f} s" if published.onnx_seconds else ""
+        lines.append(
+            f"onnx:      model.onnx ({onnx.size_bytes / 1e6:.1f} MB, opset {onnx.opset}; largest logit "
+            f"difference from torch {onnx.max_logit_difference:.2g} <= {onnx.tolerance:.2g} on "
+            f"{onnx.checked_inputs} images{took})"
+        )
+    elif published.onnx_skipped is not None:
+        lines.append(
+            f"onnx:      not published: {published.onnx_skipped}; the torch engine serves this version, "
+            "MODEL_ENGINE=onnxruntime cannot"
+        )
     if published.store_uri.startswith("s3://"):
         lines += [
             f"serve it:  a deployed function serving '{name}' at model_version 'latest' loads it in new "

@@ -3,6 +3,7 @@
 Order of writes, so a reader never follows LATEST to a broken version:
 
     1. <model>/<version>/model.pt       written only if absent, then checked (size, SHA-256)
+       <model>/<version>/model.onnx     the same, when the model exported (`onnx=True`)
     2. <model>/<version>/manifest.json  written only if absent, then checked
     3. <model>/LATEST                   moved to the new version last
 
@@ -34,12 +35,15 @@ from tqdm import tqdm
 from lambda_src.artifact import (
     LATEST_POINTER,
     MANIFEST_FILE,
+    ONNX_FILE,
+    SCHEMA_VERSION,
     WEIGHTS_FILE,
     Manifest,
     check_name,
     latest_key,
     manifest_key,
     model_prefix,
+    onnx_key,
     sha256_hex,
     version_file_key,
     version_prefix,
@@ -71,6 +75,8 @@ class PublishedVersion:
     version: str
     keys: tuple[str, ...]  # the objects written, relative to the store root
     manifest: Manifest
+    onnx_skipped: str | None = None  # why the version has no model.onnx, when an export was asked for
+    onnx_seconds: float | None = None  # what exporting and checking model.onnx took
 
     @property
     def location(self) -> str:
@@ -88,10 +94,16 @@ class VersionListing:
 
 
 class Publisher(Protocol):
-    """Writes versions to one kind of model store; keys are relative to the store root."""
+    """Writes versions to one kind of model store and reads it too; keys are relative to its root."""
 
     store_uri: str
     prefix: str
+
+    def read(self, key: str, *, size: int | None = None) -> bytes: ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def describe(self, key: str) -> str: ...
 
     def taken_versions(self, model_name: str) -> set[str]: ...
 
@@ -166,13 +178,58 @@ def publish(
     version: str | None = None,
     progress: bool = True,
     s3_client: Any = None,
+    onnx: bool = False,
 ) -> PublishedVersion:
     """Publish the training output in `output_dir` to `store_uri` as a new version; move LATEST to it.
 
     `model_name` defaults to the manifest's; `version` defaults to the next free vN.
-    Raises VersionExists if the version is already there (versions are immutable).
+    With `onnx`, `model.onnx` is exported and checked against the torch model first
+    (`model_training.onnx_export`); a model that does not export or match is published
+    without it, and `onnx_skipped` says why. Raises VersionExists if the version is
+    already there (versions are immutable).
     """
     weights, manifest = read_output(Path(output_dir))
+    onnx_model: bytes | None = None
+    skipped = seconds = None
+    if onnx:
+        from model_training.onnx_export import OnnxExportFailed, export_onnx
+
+        try:
+            exported = export_onnx(weights, manifest)
+        except OnnxExportFailed as error:
+            skipped = str(error)
+        else:
+            onnx_model, seconds = exported.data, exported.seconds
+            manifest = dataclasses.replace(manifest, onnx=exported.export, schema_version=SCHEMA_VERSION)
+    if onnx_model is None:
+        manifest = dataclasses.replace(manifest, onnx=None)  # a manifest never lists a file not published
+    published = publish_artifact(
+        weights,
+        manifest,
+        store_uri,
+        model_name=model_name,
+        version=version,
+        progress=progress,
+        s3_client=s3_client,
+        onnx_model=onnx_model,
+    )
+    return dataclasses.replace(published, onnx_skipped=skipped, onnx_seconds=seconds)
+
+
+def publish_artifact(
+    weights: bytes,
+    manifest: Manifest,
+    store_uri: str,
+    *,
+    model_name: str | None = None,
+    version: str | None = None,
+    progress: bool = True,
+    s3_client: Any = None,
+    onnx_model: bytes | None = None,
+) -> PublishedVersion:
+    """Publish `weights` (and `onnx_model`, which `manifest.onnx` describes) as a new version of the model."""
+    if (onnx_model is None) != (manifest.onnx is None):
+        raise ValueError("give model.onnx exactly when the manifest describes one")
     model_name = check_name("model name", model_name or manifest.model_name)
     publisher = open_publisher(store_uri, s3_client=s3_client)
     taken = publisher.taken_versions(model_name)
@@ -183,15 +240,61 @@ def publish(
             "never overwritten: publish under another --version (or omit it for the next free one)"
         )
     manifest = dataclasses.replace(manifest, model_name=model_name, version=version)
-    files = {WEIGHTS_FILE: weights, MANIFEST_FILE: manifest.to_json()}
+    files = {WEIGHTS_FILE: weights}
+    keys = [weights_key(publisher.prefix, model_name, version)]
+    if onnx_model is not None:
+        files[ONNX_FILE] = onnx_model
+        keys.append(onnx_key(publisher.prefix, model_name, version))
+    files[MANIFEST_FILE] = manifest.to_json()  # after the files it describes
+    keys += [manifest_key(publisher.prefix, model_name, version), latest_key(publisher.prefix, model_name)]
     publisher.write_version(model_name, version, files, progress)
     publisher.write_latest(model_name, version)
-    keys = (
-        weights_key(publisher.prefix, model_name, version),
-        manifest_key(publisher.prefix, model_name, version),
-        latest_key(publisher.prefix, model_name),
+    return PublishedVersion(publisher.store_uri, model_name, version, tuple(keys), manifest)
+
+
+def add_onnx_export(
+    store_uri: str,
+    model_name: str,
+    from_version: str,
+    *,
+    version: str | None = None,
+    progress: bool = True,
+    s3_client: Any = None,
+) -> PublishedVersion:
+    """Publish `from_version` again with `model.onnx`, as a new version (versions are immutable).
+
+    The weights are read and hash-checked as serving reads them; `OnnxExportFailed` (nothing
+    published) if the model does not export or match, `PublishError` if it already has ONNX.
+    """
+    from lambda_src.loader import verify_weights
+    from lambda_src.model_store import read_manifest, resolve_version
+    from model_training.onnx_export import export_onnx
+
+    check_name("model name", model_name)
+    publisher = open_publisher(store_uri, s3_client=s3_client)
+    source = resolve_version(publisher, model_name, from_version)
+    manifest = read_manifest(publisher, model_name, source)
+    if manifest.onnx is not None:
+        raise PublishError(
+            f"{version_uri(publisher.store_uri, model_name, source)} already has model.onnx: "
+            "serve it with MODEL_ENGINE=onnxruntime"
+        )
+    key = weights_key(publisher.prefix, model_name, source)
+    weights = publisher.read(key, size=manifest.weights_size_bytes)
+    verify_weights(weights, manifest, publisher.describe(key))
+    exported = export_onnx(weights, manifest)
+    manifest = dataclasses.replace(manifest, onnx=exported.export, schema_version=SCHEMA_VERSION)
+    published = publish_artifact(
+        weights,
+        manifest,
+        store_uri,
+        model_name=model_name,
+        version=version,
+        progress=progress,
+        s3_client=s3_client,
+        onnx_model=exported.data,
     )
-    return PublishedVersion(publisher.store_uri, model_name, version, keys, manifest)
+    return dataclasses.replace(published, onnx_seconds=exported.seconds)
 
 
 def list_versions(store_uri: str, model_name: str, *, s3_client: Any = None) -> VersionListing:
@@ -322,7 +425,11 @@ def _sha256_base64(data: bytes) -> str:
     return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
 
 
-_CONTENT_TYPES = {WEIGHTS_FILE: "application/octet-stream", MANIFEST_FILE: JSON_MEDIA_TYPE}
+_CONTENT_TYPES = {
+    WEIGHTS_FILE: "application/octet-stream",
+    ONNX_FILE: "application/octet-stream",
+    MANIFEST_FILE: JSON_MEDIA_TYPE,
+}
 
 
 class S3Publisher(S3ModelStore):

@@ -20,6 +20,7 @@ from packaging.utils import canonicalize_name
 
 from lambda_rehearsal.image_build import image_pins
 from lambda_src.architectures import build_model
+from lambda_src.contract import ModelEngine
 from model_training.publishing import publish
 from tests.support.events import api_gateway_event, json_event
 from tests.support.images import b64, coloured_image, encode
@@ -43,9 +44,9 @@ print(json.dumps(sorted({name.partition(".")[0] for name in sys.modules})))
 """
 
 
-def image_distributions() -> set[str]:
+def image_distributions(engine: ModelEngine = ModelEngine.TORCH) -> set[str]:
     """The image's distributions: what it installs (with --no-deps: exactly those) and the base image's."""
-    found = set(image_pins())
+    found = set(image_pins(engine))
     wanted = [Requirement(name) for name in BASE_IMAGE_PACKAGES]
     while wanted:  # the base image's packages come with their dependencies
         requirement = wanted.pop()
@@ -60,10 +61,10 @@ def image_distributions() -> set[str]:
     return found
 
 
-def image_site_packages(folder: Path) -> Path:
+def image_site_packages(folder: Path, engine: ModelEngine = ModelEngine.TORCH) -> Path:
     """A site-packages folder holding only the image's distributions (links into this environment's)."""
     folder.mkdir()
-    for name in image_distributions():
+    for name in image_distributions(engine):
         distribution = metadata.distribution(name)
         tops = {
             Path(str(file)).parts[0] for file in distribution.files or [] if not str(file).startswith("..")
@@ -76,7 +77,12 @@ def image_site_packages(folder: Path) -> Path:
 
 
 def run_handler_in_image(
-    task_root: Path, site_packages: Path, store: Path, model_name: str, events: list[dict]
+    task_root: Path,
+    site_packages: Path,
+    store: Path,
+    model_name: str,
+    events: list[dict],
+    engine: ModelEngine = ModelEngine.TORCH,
 ) -> subprocess.CompletedProcess[str]:
     """The handler started in the task root with only the image's packages, answering `events`."""
     environment = {
@@ -84,6 +90,7 @@ def run_handler_in_image(
         "PYTHONPATH": str(site_packages),
         "MODEL_STORE": str(store),
         "MODEL_NAME": model_name,
+        "MODEL_ENGINE": engine.value,
         "TORCH_NUM_THREADS": "1",
     }
     return subprocess.run(
@@ -120,6 +127,33 @@ def test_the_handler_imports_only_what_the_image_provides(
     assert {"torch", "torchvision", "PIL", "aws_lambda_powertools", "lambda_src"} <= imported
     # and the check could see a stray: development packages were out of reach
     assert not (site_packages / "pytest").exists() and not (site_packages / "moto").exists()
+
+
+@pytest.mark.slow
+def test_the_onnxruntime_image_serves_a_published_export_without_torch(
+    task_root: Path, training_output: Path, shared_dir: Path
+) -> None:
+    # Given the onnxruntime image's packages (no torch) and a model published with model.onnx
+    site_packages = image_site_packages(shared_dir / "onnxruntime-site-packages", ModelEngine.ONNXRUNTIME)
+    store = shared_dir / "onnxruntime-store"
+    published = publish(training_output, str(store), model_name="colours", progress=False, onnx=True)
+    assert published.manifest.onnx is not None, published.onnx_skipped
+    image = encode(coloured_image("red", seed=3), "JPEG")
+    events = [
+        api_gateway_event("GET", "/health"),
+        json_event({"image": b64(image)}),
+        api_gateway_event("POST", "/predict", body=image, content_type="image/jpeg"),
+    ]
+    # When the handler starts there with MODEL_ENGINE=onnxruntime and answers requests
+    finished = run_handler_in_image(
+        task_root, site_packages, store, "colours", events, ModelEngine.ONNXRUNTIME
+    )
+    # Then it answered from onnxruntime, with torch out of reach and never imported
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    imported = set(json.loads(finished.stdout.splitlines()[-1]))
+    assert {"onnxruntime", "numpy", "PIL", "aws_lambda_powertools", "lambda_src"} <= imported
+    assert not imported & {"torch", "torchvision", "timm"}
+    assert not (site_packages / "torch").exists()
 
 
 @pytest.mark.slow

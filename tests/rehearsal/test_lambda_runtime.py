@@ -175,3 +175,25 @@ def test_a_store_that_never_answers_costs_a_bounded_init_and_503s_never_a_hang(
         assert body(answer)["error"]["code"] == "model_unavailable"
         assert body(answer)["error"]["reason"] in {"store_unreadable", "loading"}
         assert silent_s3_endpoint not in answer["body"]  # no endpoint URL, bucket or key for callers
+
+
+def test_the_onnxruntime_engine_serves_an_export_and_refuses_a_version_without_one(
+    start_function: StartFunction, empty_store: Path, training_output: Path, function_config: FunctionConfig
+) -> None:
+    model_name = function_config.environment[ENV_MODEL_NAME]
+    # Given a version published with model.onnx and an environment started with MODEL_ENGINE=onnxruntime
+    published = publish(training_output, str(empty_store), model_name=model_name, progress=False, onnx=True)
+    assert published.manifest.onnx is not None, published.onnx_skipped
+    function = start_function(store=empty_store, MODEL_ENGINE="onnxruntime")
+    # Then it serves it through the image's code under the runtime client
+    assert health(function)["statusCode"] == 200
+    image = encode(coloured_image("green", seed=7), "PNG")
+    predicted = function.invoke(json_event({"image": b64(image)}))
+    assert predicted["statusCode"] == 200, predicted
+    assert body(predicted)["results"][0]["predictions"][0]["label"] == "green"
+    assert '"engine":"onnxruntime"' in function.log().replace(" ", "")
+    # When a version without ONNX becomes the latest, a new environment answers 503 saying why
+    publish(training_output, str(empty_store), model_name=model_name, progress=False)
+    refused = health(start_function(store=empty_store, MODEL_ENGINE="onnxruntime"))
+    assert refused["statusCode"] == 503
+    assert body(refused)["error"]["reason"] == "no_onnx_export"

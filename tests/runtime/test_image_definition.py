@@ -25,12 +25,15 @@ from lambda_rehearsal.image_build import (
     REPO_ROOT,
     build_stages,
     image_pins,
+    installed_pins,
     instructions,
     is_ignored,
+    named_stages,
+    packages_stage,
     pip_installs,
     requirement_pins,
 )
-from lambda_src.contract import API_HANDLER
+from lambda_src.contract import API_HANDLER, ENV_MODEL_ENGINE, ModelEngine
 
 # Where the image runs: Lambda's Linux, the base image's Python.
 LAMBDA_PLATFORM = {"platform_system": "Linux", "sys_platform": "linux", "python_version": "3.12", "extra": ""}
@@ -69,37 +72,44 @@ def test_image_requirements_hold_no_torch_training_or_cdk_dependencies() -> None
     assert not names & {"torch", "torchvision", "matplotlib", "aws-cdk-lib", "constructs", "cdk-nag"}
 
 
-def test_every_package_is_pinned_and_installed_once_without_its_dependencies() -> None:
+@pytest.mark.parametrize(("engine", "installs"), [(ModelEngine.TORCH, 2), (ModelEngine.ONNXRUNTIME, 1)])
+def test_every_package_is_pinned_and_installed_once_without_its_dependencies(
+    engine: ModelEngine, installs: int
+) -> None:
     """pip brings nothing the Dockerfile does not name, so every installed version is pinned."""
-    installs = pip_installs()
-    assert len(installs) == 2  # torch + torchvision from the CPU index; then requirements.txt
+    # torch: torch + torchvision from the CPU index, then requirements.txt; onnxruntime: its own list
+    commands = pip_installs(packages_stage(engine))
+    assert len(commands) == installs
     installed: list[str] = []
-    for command in installs:
+    for command in commands:
         assert "--no-deps" in command, command
-        arguments = command.split()
-        for index, argument in enumerate(arguments):
-            if argument == "-r":
-                installed += requirement_pins(CONTEXT / Path(arguments[index + 1]).name)
-            elif "==" in argument:
+        for argument in command.split():
+            if "==" in argument:
                 assert re.fullmatch(r"[a-z0-9-]+==[\w.]+", argument), argument
-                installed.append(argument.split("==")[0])
+        installed += [name for name, _ in installed_pins(command)]
     assert len(installed) == len(set(installed)), f"installed twice: {installed}"
-    assert set(installed) == set(image_pins())
+    assert set(installed) == set(image_pins(engine))
+    # The build-only export stage installs pinned and --no-deps too
+    (export,) = pip_installs("onnx-proof-model")
+    assert "--no-deps" in export and installed_pins(export)
 
 
-def test_image_pins_are_the_development_environment_versions() -> None:
+@pytest.mark.parametrize("engine", list(ModelEngine))
+def test_image_pins_are_the_development_environment_versions(engine: ModelEngine) -> None:
     """The image runs what the tests run: requirements-dev.txt's pins, installed in the venv."""
-    image, development = image_pins(), requirement_pins(REPO_ROOT / "requirements-dev.txt")
-    for name in ("torch", "torchvision", "pillow", "aws-lambda-powertools"):
+    image, development = image_pins(engine), requirement_pins(REPO_ROOT / "requirements-dev.txt")
+    for name in ("pillow", "aws-lambda-powertools", "numpy"):
         assert image[name] == development[name], name
     for name, version in image.items():
+        assert development[name] == version, f"{name}: image {version}, requirements-dev {development[name]}"
         installed = importlib.metadata.version(name)
         assert installed.split("+")[0] == version, f"{name}: image {version}, this environment {installed}"
 
 
-def test_the_image_holds_every_dependency_of_what_it_installs() -> None:
+@pytest.mark.parametrize("engine", list(ModelEngine))
+def test_the_image_holds_every_dependency_of_what_it_installs(engine: ModelEngine) -> None:
     """Read from the installed packages' metadata (the build's `pip check` proves it again)."""
-    pinned = set(image_pins())
+    pinned = set(image_pins(engine))
     for name in pinned:
         for line in importlib.metadata.requires(name) or []:
             requirement = Requirement(line)
@@ -108,6 +118,47 @@ def test_the_image_holds_every_dependency_of_what_it_installs() -> None:
             if requirement.name.startswith(CUDA_BUILD_ONLY):
                 continue  # this environment has torch's CUDA build; the image's CPU wheel needs none
             assert canonicalize_name(requirement.name) in pinned, f"{name} needs {requirement}"
+
+
+def test_the_onnxruntime_image_holds_no_torch_and_the_engine_picks_its_packages() -> None:
+    names = set(image_pins(ModelEngine.ONNXRUNTIME))
+    assert {"onnxruntime", "numpy", "pillow", "aws-lambda-powertools"} <= names
+    assert not names & {"torch", "torchvision", "timm", "onnx", "onnxscript", "sympy"}
+    # One packages stage per engine; the ENGINE build argument (default torch) picks it
+    stages = named_stages()
+    assert {packages_stage(engine) for engine in ModelEngine} <= set(stages)
+    arguments = dict(arg.split("=", 1) for kind, arg in instructions() if kind == "ARG" and "=" in arg)
+    assert arguments["ENGINE"] == ModelEngine.TORCH
+    assert stages["packages"][0] == ("FROM", "${ENGINE}-packages AS packages")
+    # and the image serves with the engine it holds unless the function says otherwise
+    final = build_stages()[-1]
+    assert ("ARG", "ENGINE") in final and ("ENV", f"{ENV_MODEL_ENGINE}=${{ENGINE}}") in final
+    onnx_runs = " ".join(
+        arg for kind, arg in stages[packages_stage(ModelEngine.ONNXRUNTIME)] if kind == "RUN"
+    )
+    assert "pip check" in onnx_runs and "find_spec('torch') is None" in onnx_runs
+
+
+@pytest.mark.slow
+def test_the_onnxruntime_build_proof_exports_and_runs_a_model_here_too(tmp_path: Path) -> None:
+    """The export stage's and the onnxruntime stage's proof steps are real code: run them here."""
+    (export,) = [
+        arg for kind, arg in named_stages()["onnx-proof-model"] if kind == "RUN" and "python -c" in arg
+    ]
+    onnx_stage = named_stages()[packages_stage(ModelEngine.ONNXRUNTIME)]
+    (proof,) = [arg for kind, arg in onnx_stage if kind == "RUN" and "python -c" in arg]
+    for step in (export, proof):
+        match = re.search(r'python -c "(.*)"', step)
+        assert match is not None
+        code = match.group(1).replace("/opt/proof", str(tmp_path)).replace("/tmp/proof", str(tmp_path))
+        code = code.replace(
+            "assert importlib.util.find_spec('torch') is None, 'the onnxruntime image holds torch'; ", ""
+        )
+        finished = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+        )
+        assert finished.returncode == 0, finished.stderr[-2000:]
+    assert finished.stdout.strip().endswith(" ok")
 
 
 def test_the_build_stage_trims_strips_and_proves_torch_still_works() -> None:
@@ -187,7 +238,8 @@ def test_dockerignore_keeps_tests_caches_models_and_data_out_and_the_runtime_in(
         assert is_ignored(excluded), excluded
     for module in CONTEXT.glob("*.py"):
         assert not is_ignored(module.name), module.name
-    assert not is_ignored("requirements.txt")
+    for requirements in ("requirements.txt", "requirements-onnxruntime.txt", "requirements-onnx-export.txt"):
+        assert not is_ignored(requirements), requirements
 
 
 def test_runtime_is_flat_and_imports_nothing_outside_the_image() -> None:

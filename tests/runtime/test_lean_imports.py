@@ -22,6 +22,9 @@ import sys
 from lambda_src.lean_imports import without_dynamo
 with without_dynamo():
     import lambda_src.service
+    from lambda_src.contract import ModelEngine
+    from lambda_src.engines import import_engine
+    import_engine(ModelEngine.TORCH)  # as the handler does at init: the engine's modules load lazily
 import torch
 from PIL import Image
 from lambda_src.architectures import build_and_load, build_model
@@ -118,6 +121,9 @@ import torch
 from lambda_src.lean_imports import without_dynamo
 with without_dynamo():
     import lambda_src.service
+    from lambda_src.contract import ModelEngine
+    from lambda_src.engines import import_engine
+    import_engine(ModelEngine.TORCH)  # as the handler does at init: the engine's modules load lazily
 from lambda_src.architectures import build_and_load, build_model
 from lambda_src.loader import optimise_for_inference
 weights = build_model("timm:resnet18.a1_in1k", 3).state_dict()

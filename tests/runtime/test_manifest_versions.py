@@ -1,4 +1,4 @@
-"""Manifest schema versions: version 2 adds provenance and interpolation; version 1 still serves."""
+"""Manifest schema versions: 2 adds provenance and interpolation, 3 the ONNX export; 1 and 2 still serve."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from lambda_src.artifact import SCHEMA_VERSION, Manifest, Preprocessing, Provenance
+from lambda_src.artifact import SCHEMA_VERSION, Manifest, OnnxExport, Preprocessing, Provenance
 from lambda_src.errors import ManifestError
 from lambda_src.preprocessing import eval_transform
 from tests.support.events import api_gateway_event, body_of
@@ -52,15 +52,55 @@ def test_version_2_round_trips_provenance_and_interpolation() -> None:
     )
 
     data = json.loads(manifest.to_json())
-    assert data["schema_version"] == SCHEMA_VERSION == 2
+    assert data["schema_version"] == SCHEMA_VERSION == 3
     assert data["preprocessing"]["interpolation"] == "bicubic"
     assert Manifest.from_json(manifest.to_json()) == manifest
+
+
+ONNX_EXPORT = OnnxExport(
+    sha256="ab" * 32,
+    size_bytes=1234,
+    opset=20,
+    max_logit_difference=2.5e-6,
+    tolerance=1e-4,
+    checked_inputs=8,
+    exporter="torch 2.14.1, onnx 1.23.2",
+)
+
+
+def test_version_3_round_trips_the_onnx_export_and_version_2_reads_without_one() -> None:
+    manifest = make_manifest("m", "v1", b"weights")
+    with_onnx = Manifest.from_dict({**manifest.to_dict(), "onnx": {**vars(ONNX_EXPORT)}})
+
+    assert with_onnx.onnx == ONNX_EXPORT
+    assert Manifest.from_json(with_onnx.to_json()) == with_onnx
+    version_2 = {**manifest.to_dict(), "schema_version": 2}
+    del version_2["onnx"]
+    assert Manifest.from_dict(version_2).onnx is None
+    assert Manifest.from_dict(version_2).schema_version == 2
 
 
 @pytest.mark.parametrize(
     ("change", "words"),
     [
-        (lambda data: data.update(schema_version=3), "schema_version 3 is not supported"),
+        (lambda onnx: onnx.update(sha256="not-hex"), "onnx.sha256 must be 64 lowercase hex digits"),
+        (lambda onnx: onnx.update(size_bytes=0), "onnx.size_bytes must be a positive integer"),
+        (lambda onnx: onnx.update(opset="20"), "onnx.opset must be a positive integer"),
+        (lambda onnx: onnx.update(max_logit_difference=-1), "onnx.max_logit_difference must be"),
+        (lambda onnx: onnx.pop("tolerance"), "onnx is missing tolerance"),
+    ],
+)
+def test_a_bad_onnx_entry_is_refused_in_words(change: Callable[[dict[str, Any]], None], words: str) -> None:
+    onnx = dict(vars(ONNX_EXPORT))
+    change(onnx)
+    with pytest.raises(ManifestError, match=words):
+        Manifest.from_dict({**make_manifest("m", "v1", b"weights").to_dict(), "onnx": onnx})
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (lambda data: data.update(schema_version=4), "schema_version 4 is not supported"),
         (lambda data: data["preprocessing"].update(interpolation="lanczos"), "interpolation must be one of"),
         (lambda data: data.update(provenance={"kind": "magic"}), "provenance.kind must be one of"),
         (lambda data: data.update(provenance="torchvision"), "provenance must be an object"),

@@ -1,0 +1,245 @@
+"""The onnxruntime engine: the serving verbs over a version's `model.onnx`, without torch.
+
+`load_onnx_model` is its `load` verb (resolve the version, verify `model.onnx` against
+the manifest, open an ONNX Runtime session with as many threads as the function has
+CPUs, warm it up); `OnnxClassifier` has the `input`, `predict` and `output` verbs.
+Decoding is serving's own (`lambda_src.images`); preprocessing is torchvision's
+eval pipeline (`lambda_src.preprocessing.eval_transform`) redone in Pillow and numpy:
+
+- resize the shorter side to `resize` (the longer one truncated, as torchvision sizes it);
+  bilinear and bicubic with Pillow's antialiased filters, which torchvision's antialiased
+  uint8 resize reproduces to within one 8-bit step; nearest with torch's own source-pixel
+  rule (floor(i * in / out), in float32), which differs from Pillow's;
+- centre crop with torchvision's rounding; scale to [0, 1]; normalise with the manifest's
+  mean and std, in float32.
+
+Neither this module nor anything it imports imports torch or torchvision
+(tests/runtime/test_onnx_engine.py checks it in a fresh interpreter).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnxruntime
+from PIL import Image
+
+from lambda_src.artifact import Manifest, Preprocessing, manifest_key, onnx_key, sha256_hex
+from lambda_src.cpus import available_cpus
+from lambda_src.errors import ArchitectureMismatch, IntegrityError, NoOnnxExport
+from lambda_src.images import decode_image
+from lambda_src.model_store import (
+    ModelLocation,
+    ModelStore,
+    open_model_store,
+    read_manifest,
+    resolve_version,
+)
+from lambda_src.ranking import ClassifierBase, Prediction
+from lambda_src.timing import Phase, PhaseTimer, optional_phase
+
+_PILLOW_FILTERS = {
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+}
+
+
+@dataclass(frozen=True)
+class LoadedOnnxModel:
+    """A verified ONNX Runtime session, ready to serve, and what it took to open it."""
+
+    manifest: Manifest
+    session: onnxruntime.InferenceSession
+    threads: int
+    phases_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def input_name(self) -> str:
+        return str(self.session.get_inputs()[0].name)
+
+
+def load_onnx_model(
+    location: ModelLocation, *, threads: int = 0, store: ModelStore | None = None
+) -> LoadedOnnxModel:
+    """Read, verify, open and warm up the ONNX export of the model at `location` (threads: 0 = all CPUs).
+
+    A version published without one raises `NoOnnxExport` (503 `no_onnx_export`).
+    """
+    timer = PhaseTimer()
+    with timer.phase("open_store"):
+        store = store if store is not None else open_model_store(location.store_uri)
+    with timer.phase("resolve_version"):
+        version = resolve_version(store, location.model_name, location.version)
+    with timer.phase("read_manifest"):
+        manifest = read_manifest(store, location.model_name, version)
+    if manifest.onnx is None:
+        raise NoOnnxExport(
+            f"{store.describe(manifest_key(store.prefix, location.model_name, version))} lists no ONNX "
+            f"export (schema version {manifest.schema_version}): publish the model again, or add one "
+            f"with `python -m model_training export-onnx`, or serve it with MODEL_ENGINE=torch"
+        )
+    key = onnx_key(store.prefix, location.model_name, version)
+    with timer.phase("read_onnx"):
+        data = store.read(key, size=manifest.onnx.size_bytes)  # the manifest says how big it is
+    with timer.phase("verify_onnx"):
+        verify_onnx(data, manifest, store.describe(key))
+    threads = threads if threads > 0 else available_cpus()
+    with timer.phase("create_session"):
+        session = create_session(data, threads, store.describe(key))
+    del data
+    loaded = LoadedOnnxModel(manifest=manifest, session=session, threads=threads)
+    with timer.phase("warm_up"):
+        warm_up(loaded)
+    return LoadedOnnxModel(manifest, session, threads, phases_ms=timer.rounded())
+
+
+def verify_onnx(data: bytes, manifest: Manifest, description: str) -> None:
+    """IntegrityError unless `data` has the size and SHA-256 the manifest's `onnx` records."""
+    expected = manifest.onnx
+    if expected is None:  # the caller checks first; kept for the type checker
+        raise NoOnnxExport(f"{description}: the manifest lists no ONNX export")
+    if len(data) != expected.size_bytes:
+        raise IntegrityError(
+            f"{description} is {len(data)} bytes but the manifest says {expected.size_bytes}: "
+            "the upload is incomplete or the object was replaced"
+        )
+    actual = sha256_hex(data)
+    if actual != expected.sha256:
+        raise IntegrityError(
+            f"{description} has SHA-256 {actual} but the manifest says {expected.sha256}: "
+            "the file is corrupt or was replaced"
+        )
+
+
+def create_session(data: bytes, threads: int, description: str) -> onnxruntime.InferenceSession:
+    """An ONNX Runtime CPU session over the model bytes, `threads` intra-op threads, one request at a time."""
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3  # errors only: its warnings are about graph rewrites
+    try:
+        return onnxruntime.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises its own types for every kind of bad model
+        raise IntegrityError(
+            f"{description} is not a model ONNX Runtime can load: {_first_line(error)}"
+        ) from None
+
+
+def warm_up(model: LoadedOnnxModel) -> None:
+    """One forward pass: checks the input and output shapes against the manifest, and warms the session."""
+    crop = model.manifest.preprocessing.crop
+    try:
+        (logits,) = model.session.run(None, {model.input_name: np.zeros((1, 3, crop, crop), np.float32)})
+    except Exception as error:
+        raise ArchitectureMismatch(
+            f"the ONNX model cannot run on the manifest's {crop}x{crop} input: {_first_line(error)}"
+        ) from None
+    if np.shape(logits) != (1, model.manifest.num_classes):
+        raise ArchitectureMismatch(
+            f"the ONNX model gives outputs of shape {list(np.shape(logits))}, but the manifest lists "
+            f"{model.manifest.num_classes} classes"
+        )
+
+
+def preprocess(image: Image.Image, preprocessing: Preprocessing) -> np.ndarray:
+    """The (3, crop, crop) float32 input `eval_transform` makes of the RGB `image`, in Pillow and numpy."""
+    width, height = image.size
+    new_width, new_height = resized_size(width, height, preprocessing.resize)
+    if (new_width, new_height) == (width, height):
+        pixels = np.asarray(image, dtype=np.uint8)
+    elif preprocessing.interpolation == "nearest":
+        rows = _nearest_indices(height, new_height)
+        columns = _nearest_indices(width, new_width)
+        pixels = np.asarray(image, dtype=np.uint8)[rows[:, None], columns[None, :]]
+    else:
+        filter_ = _PILLOW_FILTERS[preprocessing.interpolation]
+        pixels = np.asarray(image.resize((new_width, new_height), filter_), dtype=np.uint8)
+    crop = preprocessing.crop
+    top = round((new_height - crop) / 2.0)  # torchvision rounds half to even, as round() does
+    left = round((new_width - crop) / 2.0)
+    cropped = pixels[top : top + crop, left : left + crop]
+    scaled = cropped.astype(np.float32) / np.float32(255)
+    mean = np.asarray(preprocessing.mean, dtype=np.float32)
+    std = np.asarray(preprocessing.std, dtype=np.float32)
+    return np.ascontiguousarray(((scaled - mean) / std).transpose(2, 0, 1))
+
+
+def resized_size(width: int, height: int, shorter_side: int) -> tuple[int, int]:
+    """(width, height) after resizing the shorter side to `shorter_side`, as torchvision sizes it."""
+    short, long = (width, height) if width <= height else (height, width)
+    new_short, new_long = shorter_side, int(shorter_side * long / short)
+    return (new_short, new_long) if width <= height else (new_long, new_short)
+
+
+def _nearest_indices(size: int, new_size: int) -> np.ndarray:
+    """torch's "nearest" source index of each output pixel: floor(i * (size / new_size)) in float32."""
+    if new_size == size:
+        return np.arange(size)
+    if new_size == 2 * size:
+        return np.arange(new_size) // 2
+    scale = np.float32(size) / np.float32(new_size)
+    indices = np.floor(np.arange(new_size, dtype=np.float32) * scale).astype(np.int64)
+    return np.minimum(indices, size - 1)
+
+
+class OnnxModelInput:
+    """Image bytes to the ONNX model's input array: decode within `max_pixels`, then `preprocessing`."""
+
+    def __init__(self, preprocessing: Preprocessing, *, max_pixels: int) -> None:
+        self.preprocessing = preprocessing
+        self.max_pixels = max_pixels
+
+    def __call__(
+        self, data: bytes, *, what: str = "the image", timer: PhaseTimer | None = None
+    ) -> np.ndarray:
+        """The (3, crop, crop) input for the image `data`; a 4xx `ApiError` naming `what` if unusable."""
+        with optional_phase(timer, Phase.DECODE):
+            image = decode_image(
+                data, max_pixels=self.max_pixels, min_side=self.preprocessing.resize, what=what
+            )
+        with optional_phase(timer, Phase.PREPROCESS):
+            return preprocess(image, self.preprocessing)
+
+
+class OnnxClassifier(ClassifierBase):
+    """A loaded ONNX model's input, predict and output verbs; safe to share between threads."""
+
+    model: LoadedOnnxModel
+
+    def __init__(self, model: LoadedOnnxModel, *, max_image_pixels: int) -> None:
+        self.model = model
+        self.input = OnnxModelInput(model.manifest.preprocessing, max_pixels=max_image_pixels)
+        # As in the torch engine: one forward pass at a time uses every thread without contention.
+        self._forward_lock = threading.Lock()
+
+    @property
+    def threads(self) -> int:
+        """The session's intra-op threads."""
+        return self.model.threads
+
+    def predict(self, inputs: Sequence[np.ndarray], top_k: int) -> list[list[Prediction]]:
+        """The `top_k` most probable classes of each input, most probable first (one forward pass)."""
+        batch = np.stack(list(inputs)).astype(np.float32, copy=False)
+        with self._forward_lock:
+            (logits,) = self.model.session.run(None, {self.model.input_name: batch})
+        probabilities = softmax(np.asarray(logits, dtype=np.float32))
+        k = self.capped_top_k(top_k)
+        indices = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+        scores = np.take_along_axis(probabilities, indices, axis=1)
+        return self.ranked(scores.tolist(), indices.tolist())
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float32, shifted by each row's maximum (as torch computes it)."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exponentials = np.exp(shifted)
+    return exponentials / exponentials.sum(axis=1, keepdims=True)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__
