@@ -19,6 +19,7 @@ from typing import IO
 from botocore.exceptions import BotoCoreError, ClientError
 
 from lambda_src.artifact import LATEST
+from lambda_src.contract import ModelEngine
 from lambda_src.errors import ModelArtifactError
 from local_endpoint.batch_runner import DEFAULT_WORKERS, make_worker, open_input, run_local_batch
 
@@ -40,6 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--model-version", default=LATEST, help=f"a published version (default: {LATEST})")
     parser.add_argument(
+        "--engine",
+        type=ModelEngine,
+        choices=list(ModelEngine),
+        default=ModelEngine.TORCH,
+        help="what runs the model, as the batch function's MODEL_ENGINE (default: %(default)s)",
+    )
+    parser.add_argument(
         "--workers",
         type=int,
         default=DEFAULT_WORKERS,
@@ -53,7 +61,7 @@ def run(args: argparse.Namespace, *, out: IO[str] = sys.stdout) -> int:
     images = open_input(args.input)
     print(f"{len(images.keys):,} images in {images.description}", file=out, flush=True)
     summary = run_local_batch(
-        make_worker(args.store, args.model_name),
+        make_worker(args.store, args.model_name, engine=args.engine),
         images,
         Path(args.output),
         version=args.model_version,
