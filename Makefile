@@ -24,7 +24,7 @@ DOCS_PORT ?= 8000
 # mkdocs 1.x prints a banner about mkdocs 2 on every build; the pinned 1.6 is what this site uses.
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: setup test lint docs format synth deploy diff destroy demo serve batch bench smoke clean
+.PHONY: setup test lint docs format synth deploy diff destroy demo serve batch bench bench-engines smoke clean
 
 setup: $(STAMP) node_modules/.package-lock.json
 
@@ -100,6 +100,10 @@ batch: setup
 
 bench: setup
 	$(PYTHON) -m bench
+
+# The torch and onnxruntime engines side by side (bench/results/engines.json): make bench-engines
+bench-engines: setup
+	$(PYTHON) -m bench.engines
 
 smoke: setup
 	$(PYTHON) -m endpoint_client smoke-test $(if $(STACK),--stack $(STACK),)

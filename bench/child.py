@@ -61,5 +61,26 @@ def imported_modules() -> dict[str, bool]:
     return {name: name in sys.modules for name in WATCHED_MODULES}
 
 
+def files_touched() -> dict[str, float]:
+    """What this process has read from the image so far: its modules' files and mapped libraries.
+
+    On Lambda these are what the lazy image loader must fetch on a cold cache: every imported
+    module's source or bytecode and every shared library mapped into memory (torch's
+    libtorch_cpu.so, onnxruntime's capi library...). Sizes of whole files, in MB (10^6 bytes).
+    """
+    paths: set[str] = set()
+    for module in list(sys.modules.values()):
+        for attribute in ("__file__", "__cached__"):
+            value = getattr(module, attribute, None)
+            if isinstance(value, str):
+                paths.add(value)
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        fields = line.split(maxsplit=5)
+        if len(fields) == 6 and fields[5].startswith("/") and ".so" in fields[5]:
+            paths.add(fields[5])
+    sizes = [Path(path).stat().st_size for path in paths if Path(path).is_file()]
+    return {"files": len(sizes), "mb": round(sum(sizes) / 1e6, 1)}
+
+
 def write_result(path: str | Path, result: dict[str, Any]) -> None:
     Path(path).write_text(json.dumps(result, indent=2), encoding="utf-8")

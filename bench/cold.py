@@ -20,7 +20,14 @@ import sys  # noqa: E402
 from contextlib import redirect_stdout  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from bench.child import import_handler, imported_modules, invoke, peak_rss_mb, write_result  # noqa: E402
+from bench.child import (  # noqa: E402
+    files_touched,
+    import_handler,
+    imported_modules,
+    invoke,
+    peak_rss_mb,
+    write_result,
+)
 from bench.events import json_image_event, raw_image_event  # noqa: E402
 
 EXTRA_ROUNDS = 3
@@ -35,6 +42,7 @@ def main(handler_spec: str, photo_path: str, batch_size: str, result_path: str) 
     invoke(handler, raw_image_event(photo))
     first_response_at = time.time()
     imports_at_first_response = imported_modules()
+    touched_at_first_response = files_touched()
     for _ in range(EXTRA_ROUNDS):
         invoke(handler, raw_image_event(photo))
         invoke(handler, json_image_event([photo]))
@@ -47,6 +55,7 @@ def main(handler_spec: str, photo_path: str, batch_size: str, result_path: str) 
             "first_response_at": first_response_at,
             "peak_rss_mb": peak_rss_mb(),
             "imported": imports_at_first_response,
+            "files_touched": touched_at_first_response,
             "init_phases_ms": init_phases_ms(log.getvalue()),
         },
     )

@@ -1,10 +1,13 @@
 """What a batch job will cost, before it starts: Lambda, Step Functions and S3 requests.
 
-The time per image comes from the figures the benchmark writes (bench/results/results.json):
-the batch worker's measured milliseconds per image at one and two threads, stretched to the
-batch function's vCPUs with the Amdahl fit of pricing.py (the memory-sizing guide's too).
-Every environment the job starts also loads the model once (the benchmark's cold start).
-Only the figures file is read here, never the bench's code.
+The time per image comes from the figures the benchmark writes: the batch worker's measured
+milliseconds per image at one and two threads, stretched to the batch function's vCPUs with the
+Amdahl fit of pricing.py (the memory-sizing guide's too). Every environment the job starts also
+loads the model once (the benchmark's cold start from S3). The engines' side-by-side run
+(bench/results/engines.json, `python -m bench.engines`) has both engines' figures, each measured
+at the thread count it names; the full run (results.json) has the torch engine's for more
+models. The first that measured the model and engine is used. Only the figures files are read
+here, never the bench's code.
 """
 
 from __future__ import annotations
@@ -22,9 +25,12 @@ from endpoint_client.pricing import (
     expected_latency_ms,
     vcpus_of,
 )
+from lambda_src.contract import ModelEngine
 
-# The figures file `python -m bench` writes (its results.json), in this repository.
+# The figures files `python -m bench` writes (its results.json), in this repository.
 BENCH_RESULTS = Path(__file__).resolve().parent.parent / "bench" / "results" / "results.json"
+# ... and the one `python -m bench.engines` writes: both engines, side by side
+ENGINE_RESULTS = BENCH_RESULTS.with_name("engines.json")
 
 # Step Functions and S3 list prices in us-east-1, as published in 2025; not looked up live.
 STEP_FUNCTIONS_PRICES_AS_OF = (
@@ -58,8 +64,21 @@ class WorkerSpeed:
         return expected_latency_ms(self.one_thread_ms, self.two_threads_ms, vcpus_of(memory_mb))
 
 
-def measured_speed(architecture: str, results_path: Path = BENCH_RESULTS) -> WorkerSpeed:
-    """The bench's figures for `architecture`, or for its slowest model (said in `source`)."""
+def measured_speed(
+    architecture: str,
+    results_path: Path = BENCH_RESULTS,
+    *,
+    engine: ModelEngine = ModelEngine.TORCH,
+    engines_path: Path | None = None,
+) -> WorkerSpeed:
+    """The bench's figures for `architecture` served by `engine`, else its slowest model's (said in `source`).
+
+    `engines_path` defaults to the engines.json beside `results_path`.
+    """
+    engines_path = engines_path if engines_path is not None else results_path.with_name(ENGINE_RESULTS.name)
+    side_by_side = _engine_models(engines_path)
+    if architecture in side_by_side or engine is not ModelEngine.TORCH:
+        return _engine_speed(architecture, engine, side_by_side, engines_path)
     try:
         models: dict[str, Any] = json.loads(results_path.read_text(encoding="utf-8"))["models"]
     except (OSError, ValueError, KeyError) as error:
@@ -81,6 +100,31 @@ def measured_speed(architecture: str, results_path: Path = BENCH_RESULTS) -> Wor
         two_threads_ms=_ms_per_image(model, "2"),
         model_load_s=model["cold_start_s"]["handler_s3"]["median"],
         source=f"bench {kind}, {measured}, measured {results_path.name}",
+    )
+
+
+def _engine_models(path: Path) -> dict[str, Any]:
+    try:
+        return dict(json.loads(path.read_text(encoding="utf-8"))["models"])
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+def _engine_speed(architecture: str, engine: ModelEngine, models: dict[str, Any], path: Path) -> WorkerSpeed:
+    """Figures of the engines' side-by-side run: the batch worker of `engine`, its cold start from S3."""
+    if not models:
+        raise BenchFiguresMissing(f"no {engine} figures in {path}: run python -m bench.engines")
+
+    def worker(name: str, threads: str) -> float:
+        return float(models[name]["engines"][engine.value]["batch_worker"][threads]["ms_per_image"])
+
+    name = architecture if architecture in models else max(models, key=lambda model: worker(model, "1"))
+    measured = name if name == architecture else f"{name}, the slowest measured ({architecture} was not)"
+    return WorkerSpeed(
+        one_thread_ms=worker(name, "1"),
+        two_threads_ms=worker(name, "2"),
+        model_load_s=float(models[name]["engines"][engine.value]["cold_s3_s"]),
+        source=f"bench batch worker, {engine} engine, {measured}, measured {path.name}",
     )
 
 

@@ -17,6 +17,7 @@ from endpoint_client.batch_cost import (
     measured_speed,
 )
 from endpoint_client.pricing import MB_PER_VCPU, PRICE_PER_GB_SECOND_USD, expected_latency_ms
+from lambda_src.contract import ModelEngine
 
 
 def bench_model(one_ms: float, two_ms: float, *, batch_worker: bool, load_s: float = 2.0) -> dict[str, Any]:
@@ -104,3 +105,35 @@ def test_the_repositorys_bench_results_can_price_the_demo_model() -> None:
 def test_missing_bench_results_say_to_run_the_bench(tmp_path: Path) -> None:
     with pytest.raises(BenchFiguresMissing, match="make bench"):
         measured_speed("resnet18", tmp_path / "results.json")
+
+
+def engines_model(torch_ms: tuple[float, float], onnx_ms: tuple[float, float]) -> dict[str, Any]:
+    """One model's entry of bench/results/engines.json, with the fields the estimate reads."""
+
+    def engine(one_ms: float, two_ms: float, load_s: float) -> dict[str, Any]:
+        threads = {"1": {"ms_per_image": one_ms}, "2": {"ms_per_image": two_ms}}
+        return {"batch_worker": threads, "cold_s3_s": load_s}
+
+    return {"engines": {"torch": engine(*torch_ms, 2.5), "onnxruntime": engine(*onnx_ms, 0.6)}}
+
+
+def test_each_engine_is_priced_with_its_own_side_by_side_figures(results: Path) -> None:
+    # Given the engines' side-by-side figures for resnet18 beside the full run's results
+    engines = results.with_name("engines.json")
+    engines.write_text(json.dumps({"models": {"resnet18": engines_model((50.0, 30.0), (35.0, 20.0))}}))
+
+    onnx = measured_speed("resnet18", results, engine=ModelEngine.ONNXRUNTIME)
+    torch = measured_speed("resnet18", results)
+    other = measured_speed("efficientnet_b0", results, engine=ModelEngine.ONNXRUNTIME)
+
+    assert (onnx.one_thread_ms, onnx.two_threads_ms, onnx.model_load_s) == (35.0, 20.0, 0.6)
+    assert "onnxruntime engine" in onnx.source and "engines.json" in onnx.source
+    # the torch engine's figures measured at their thread count win over the full run's
+    assert (torch.one_thread_ms, torch.two_threads_ms, torch.model_load_s) == (50.0, 30.0, 2.5)
+    # a model the side-by-side run did not measure is priced as its slowest, and says so
+    assert other.one_thread_ms == 35.0 and "the slowest measured (efficientnet_b0 was not)" in other.source
+
+
+def test_the_onnxruntime_engine_needs_the_side_by_side_figures(results: Path) -> None:
+    with pytest.raises(BenchFiguresMissing, match=r"python -m bench\.engines"):
+        measured_speed("resnet18", results, engine=ModelEngine.ONNXRUNTIME)

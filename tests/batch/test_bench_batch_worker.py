@@ -32,9 +32,12 @@ def test_the_batch_worker_is_measured_at_one_and_two_threads(model_store: Path, 
 
     assert measured["images_per_batch"] == 4
     assert set(measured["threads"]) == {"1", "2"}
-    for figures in measured["threads"].values():
+    for threads, figures in measured["threads"].items():
         assert figures["images_per_s"] > 0
         assert abs(figures["ms_per_image"] * figures["images_per_s"] - 1000) < 20  # the same measurement
+        # each figure was measured at its thread count (loading the model used to reset it to all CPUs)
+        assert figures["engine_threads"] == int(threads)
+    assert measured["engine"] == "torch"
 
 
 def test_the_report_shows_the_batch_worker_once_every_model_has_it() -> None:
