@@ -33,7 +33,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from endpoint_client.batch_cost import BenchFiguresMissing, estimate_cost, measured_speed
 from endpoint_client.stack_outputs import DEFAULT_STACK, StackError, read_stack_outputs
 from lambda_src.artifact import LATEST, Manifest, check_name, manifest_key
-from lambda_src.contract import StackOutput
+from lambda_src.contract import ModelEngine, StackOutput
 from lambda_src.errors import ModelArtifactError
 from lambda_src.model_store import open_store, resolve_version
 
@@ -58,6 +58,7 @@ class BatchStack:
     max_concurrency: int
     model_store_uri: str
     model_name: str
+    engine: ModelEngine = ModelEngine.TORCH  # stacks from before the engine setting served with torch
 
     @classmethod
     def from_outputs(cls, stack_name: str, outputs: dict[str, str]) -> BatchStack:
@@ -74,6 +75,7 @@ class BatchStack:
             max_concurrency=int(outputs[StackOutput.BATCH_MAX_CONCURRENCY]),
             model_store_uri=outputs[StackOutput.MODEL_STORE_URI],
             model_name=outputs[StackOutput.MODEL_NAME],
+            engine=ModelEngine(outputs.get(StackOutput.MODEL_ENGINE, ModelEngine.TORCH)),
         )
 
 
@@ -240,7 +242,8 @@ def run_deployed(
     if images == 0:
         print("No images to classify.", file=out)
         return 0
-    speed = measured_speed(model_architecture(stack.model_store_uri, stack.model_name, version))
+    architecture = model_architecture(stack.model_store_uri, stack.model_name, version)
+    speed = measured_speed(architecture, engine=stack.engine)
     estimate = estimate_cost(
         images,
         memory_mb=stack.memory_size_mb,

@@ -144,6 +144,7 @@ class StackOutput(StrEnum):
     MODEL_NAME = "ModelName"
     MODEL_VERSION = "ModelVersion"
     AUTH_MODE = "AuthMode"
+    MODEL_ENGINE = "ModelEngine"  # a ModelEngine value: what the functions serve with
     API_KEY_ID = "ApiKeyId"  # only with auth_mode api_key
     # For people and scripts finding the deployment's parts.
     MODEL_BUCKET_NAME = "ModelBucketName"

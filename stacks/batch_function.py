@@ -8,7 +8,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from lambda_src.contract import BATCH_HANDLER
+from lambda_src.contract import BATCH_HANDLER, ModelEngine
 from stacks.batch_locations import BatchLocations
 from stacks.config import Architecture
 from stacks.container_function import ContainerFunction
@@ -31,6 +31,7 @@ class BatchFunction(ContainerFunction):
         model_prefix: str,
         model_name: str,
         architecture: Architecture,
+        engine: ModelEngine,
         locations: BatchLocations,
         memory_size_mb: int,
         timeout: Duration,
@@ -50,6 +51,7 @@ class BatchFunction(ContainerFunction):
             model_name=model_name,
             model_version="latest",  # a default only: each job names its resolved version
             architecture=architecture,
+            engine=engine,
             memory_size_mb=memory_size_mb,
             timeout=timeout,
             log_retention=log_retention,

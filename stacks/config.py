@@ -26,8 +26,10 @@ from lambda_src.artifact import LATEST, check_name
 from lambda_src.contract import (
     DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_METRICS_NAMESPACE,
+    DEFAULT_MODEL_ENGINE,
     MAX_BATCH_SIZE_LIMIT,
     AuthMode,
+    ModelEngine,
 )
 
 # API Gateway REST gives up on an integration after 29 s; the function must finish first,
@@ -320,6 +322,14 @@ class DeploymentConfig:
     architecture: Architecture = field(
         default=Architecture.X86_64,
         metadata=about(one_of(Architecture), "Lambda architecture and the image's build platform"),
+    )
+    engine: ModelEngine = field(
+        default=DEFAULT_MODEL_ENGINE,
+        metadata=about(
+            one_of(ModelEngine),
+            "serving engine: `torch` serves model.pt; `onnxruntime` builds an image without torch and "
+            "serves the version's model.onnx (published with it; see docs/engines.md)",
+        ),
     )
     # torch + torchvision alone need several hundred MB; below 1 GB the function dies at init.
     memory_size_mb: int = field(

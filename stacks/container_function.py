@@ -19,7 +19,13 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from lambda_src.artifact import model_prefix as artifact_model_prefix
-from lambda_src.contract import ENV_MODEL_NAME, ENV_MODEL_STORE, ENV_MODEL_VERSION
+from lambda_src.contract import (
+    ENV_MODEL_ENGINE,
+    ENV_MODEL_NAME,
+    ENV_MODEL_STORE,
+    ENV_MODEL_VERSION,
+    ModelEngine,
+)
 from stacks.config import Architecture
 from stacks.function_policies import (
     acknowledge_function_role,
@@ -29,6 +35,7 @@ from stacks.function_policies import (
 )
 
 LAMBDA_SOURCE_DIR = Path(__file__).resolve().parent.parent / "lambda_src"
+ENGINE_BUILD_ARG = "ENGINE"  # the Dockerfile's build argument: which engine's packages the image holds
 
 
 def lambda_architecture(architecture: Architecture) -> lambda_.Architecture:
@@ -52,8 +59,9 @@ class ContainerFunction(Construct):
 
     Its role holds the statements every function of the image needs (read the model, write its
     own log group, send traces) plus the caller's `statements`; `command` picks the image's entry
-    point (the API handler by default); `snap_start` turns SnapStart on for its published versions.
-    Exposes `function`, `role`, `log_group` and `model_store_uri`.
+    point (the API handler by default); `engine` picks the image's serving engine (its build
+    argument) and sets MODEL_ENGINE to it; `snap_start` turns SnapStart on for its published
+    versions. Exposes `function`, `role`, `log_group` and `model_store_uri`.
     """
 
     def __init__(
@@ -69,6 +77,7 @@ class ContainerFunction(Construct):
         model_name: str,
         model_version: str,
         architecture: Architecture,
+        engine: ModelEngine,
         memory_size_mb: int,
         timeout: Duration,
         log_retention: logs.RetentionDays,
@@ -92,7 +101,7 @@ class ContainerFunction(Construct):
             self,
             "Function",
             description=description,
-            code=self._build_code(architecture, command),
+            code=self._build_code(architecture, engine, command),
             architecture=lambda_architecture(architecture),
             memory_size=memory_size_mb,
             timeout=timeout,
@@ -110,6 +119,7 @@ class ContainerFunction(Construct):
                 ENV_MODEL_STORE: self.model_store_uri,
                 ENV_MODEL_NAME: model_name,
                 ENV_MODEL_VERSION: model_version,
+                ENV_MODEL_ENGINE: engine.value,
                 **(environment or {}),
             },
             # Each published version is initialised once, model loaded, and snapshotted; its
@@ -139,12 +149,13 @@ class ContainerFunction(Construct):
         return role
 
     def _build_code(
-        self, architecture: Architecture, command: Sequence[str] | None
+        self, architecture: Architecture, engine: ModelEngine, command: Sequence[str] | None
     ) -> lambda_.DockerImageCode:
-        # Every function gets the same asset (directory and platform), so the image is built once;
-        # `command` only changes the entry point it starts.
+        # Every function gets the same asset (directory, platform, engine), so the image is built
+        # once; `command` only changes the entry point it starts.
         return lambda_.DockerImageCode.from_image_asset(
             str(LAMBDA_SOURCE_DIR),
             platform=image_platform(architecture),
+            build_args={ENGINE_BUILD_ARG: engine.value},
             cmd=list(command) if command is not None else None,
         )

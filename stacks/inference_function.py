@@ -13,6 +13,7 @@ from lambda_src.contract import (
     ENV_MAX_BATCH_SIZE,
     ENV_POWERTOOLS_METRICS_NAMESPACE,
     ENV_POWERTOOLS_SERVICE_NAME,
+    ModelEngine,
 )
 from stacks.config import Architecture
 from stacks.container_function import ContainerFunction
@@ -37,6 +38,7 @@ class InferenceFunction(ContainerFunction):
         model_name: str,
         model_version: str,
         architecture: Architecture,
+        engine: ModelEngine,
         memory_size_mb: int,
         timeout: Duration,
         ephemeral_storage_mb: int,
@@ -67,6 +69,7 @@ class InferenceFunction(ContainerFunction):
             model_name=model_name,
             model_version=model_version,
             architecture=architecture,
+            engine=engine,
             memory_size_mb=memory_size_mb,
             timeout=timeout,
             log_retention=log_retention,

@@ -41,6 +41,7 @@ class InferenceStack(Stack):
             model_name=config.model_name,
             model_version=config.model_version,
             architecture=config.architecture,
+            engine=config.engine,
             memory_size_mb=config.memory_size_mb,
             timeout=Duration.seconds(config.timeout_seconds),
             ephemeral_storage_mb=config.ephemeral_storage_mb,
@@ -138,6 +139,7 @@ class InferenceStack(Stack):
             model_prefix=config.model_prefix,
             model_name=config.model_name,
             architecture=config.architecture,
+            engine=config.engine,
             locations=locations,
             memory_size_mb=config.batch_memory_size_mb,
             timeout=Duration.seconds(config.batch_timeout_seconds),
@@ -222,6 +224,10 @@ class InferenceStack(Stack):
             StackOutput.MODEL_VERSION: (
                 config.model_version,
                 "Version the function serves ('latest' follows LATEST)",
+            ),
+            StackOutput.MODEL_ENGINE: (
+                config.engine.value,
+                "Engine the functions serve with: torch (model.pt) or onnxruntime (model.onnx)",
             ),
             StackOutput.AUTH_MODE: (
                 config.auth_mode.value,

@@ -52,6 +52,7 @@ VARIANTS: dict[str, dict[str, object]] = {
     },
     # Batch inference on, reading another bucket's two prefixes and writing to the model bucket.
     "batch": {
+        "engine": "onnxruntime",  # both functions of the image: the onnxruntime engine's build
         "batch_inference": "true",
         "batch_memory_size_mb": "4096",
         "batch_timeout_seconds": "90",

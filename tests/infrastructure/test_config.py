@@ -111,6 +111,7 @@ INVALID_VALUES = [
     ("model_prefix", "models/../x", "names separated by '/'"),
     ("model_prefix", "/", "names separated by '/'"),
     ("architecture", "amd64", "one of x86_64, arm64"),
+    ("engine", "tensorflow", "one of torch, onnxruntime"),
     ("memory_size_mb", "512", "from 1024 to 10240 (MB)"),
     ("memory_size_mb", "10241", "from 1024 to 10240 (MB)"),
     ("memory_size_mb", "3GB", "a whole number"),

@@ -148,6 +148,7 @@ def test_environment_tells_the_handler_where_the_model_is(default_synth: Synthes
     assert variables == {
         "MODEL_NAME": "demo-shapes",
         "MODEL_VERSION": "latest",
+        "MODEL_ENGINE": "torch",
         "MAX_BATCH_SIZE": "8",
         "POWERTOOLS_SERVICE_NAME": "image-classifier",
         "POWERTOOLS_METRICS_NAMESPACE": "PyTorchInference",
@@ -159,6 +160,25 @@ def test_environment_tells_the_handler_where_the_model_is(default_synth: Synthes
         .test(bucket)
         .is_success
     )
+
+
+def test_the_engine_setting_builds_that_engines_image_and_tells_every_function(
+    synthesized: Callable[[str], Synthesized],
+) -> None:
+    for variant, engine in (("default", "torch"), ("batch", "onnxruntime")):
+        synth = synthesized(variant)
+        assert synth.config.engine == engine
+        # The image is built once, with the engine as its build argument (the Dockerfile's ENGINE)
+        assets = json.loads((synth.assembly_dir / f"{synth.inference_stack_name}.assets.json").read_text())
+        (image,) = assets["dockerImages"].values()
+        assert image["source"]["dockerBuildArgs"] == {"ENGINE": engine}
+        # and every function of it serves with that engine
+        functions = synth.inference.find_resources("AWS::Lambda::Function")
+        assert len(functions) == (2 if variant == "batch" else 1)
+        for function in functions.values():
+            assert function["Properties"]["Environment"]["Variables"]["MODEL_ENGINE"] == engine
+        # and the batch command's cost estimate reads it from the stack's outputs
+        assert synth.inference_json["Outputs"]["ModelEngine"]["Value"] == engine
 
 
 def test_cors_origin_reaches_the_function_only_when_set(synthesized: Callable[[str], Synthesized]) -> None:
