@@ -58,6 +58,13 @@ def build_model(name: str, num_classes: int) -> torch.nn.Module:
     return torchvision.models.get_model(name, weights=None, num_classes=num_classes, **extra)
 
 
+def parameter_names(name: str, num_classes: int) -> tuple[str, ...]:
+    """The state dict names of the `name` classifier (built on the meta device: no memory, no init)."""
+    check_architecture(name)  # imports timm outside the meta context, as build_and_load does
+    with torch.device("meta"), _SkipInitialisers():
+        return tuple(build_model(name, num_classes).state_dict())
+
+
 def load_weights(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], description: str) -> None:
     """Load `state_dict` into `model`, explaining any mismatch in words, not a shape traceback."""
     check_weights_fit(model, state_dict, description)

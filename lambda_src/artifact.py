@@ -71,6 +71,13 @@ def s3_store_uri(bucket: str, prefix: str) -> str:
     return f"s3://{bucket}/{prefix.strip('/')}".rstrip("/")
 
 
+def _shown(values: object) -> str:
+    """Numbers as a person typed them (nan, inf), not as repr's tuples of floats."""
+    if isinstance(values, (tuple, list)):
+        return "(" + ", ".join(f"{v:g}" if _is_number(v) else repr(v) for v in values) + ")"
+    return repr(values)
+
+
 def model_prefix(prefix: str, model_name: str) -> str:
     """Key prefix under which every version of a model lives (no trailing slash)."""
     return "/".join(part for part in (prefix.strip("/"), check_name("model name", model_name)) if part)

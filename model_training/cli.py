@@ -16,6 +16,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from endpoint_client.cli import add_commands as add_endpoint_commands
 from endpoint_client.cli import positive_int
@@ -30,8 +31,10 @@ from lambda_src.artifact import (
     Preprocessing,
 )
 from lambda_src.errors import ModelArtifactError
+from model_training.checkpoints import CheckpointError
 from model_training.datasets import TrainingDataError
 from model_training.importing import ImportedModel, ImportFailed, import_pretrained, import_weights_file
+from model_training.labels import LabelsError
 from model_training.onnx_export import OnnxExportFailed
 from model_training.publishing import (
     PublishedVersion,
@@ -66,6 +69,8 @@ USER_ERRORS = (
     TrainingDataError,
     ImportFailed,
     OnnxExportFailed,
+    CheckpointError,
+    LabelsError,
     ModelArtifactError,
     PublishError,
     StackError,
@@ -189,12 +194,26 @@ def _add_import(subparsers: argparse._SubParsersAction) -> None:
         "--weights",
         type=Path,
         metavar="FILE",
-        help="your own weights: a state dict, a checkpoint dict holding it under state_dict, model or net "
-        "(module. prefixes are dropped), or a .safetensors file; needs --architecture and --labels",
+        help="your own weights: a state dict, a training checkpoint (torchvision's reference scripts, "
+        "timm's train.py, Lightning, or a dict holding it under state_dict, model, model_state_dict or net; "
+        "wrapper prefixes such as module. are found and dropped), or a .safetensors file; needs "
+        "--architecture and --labels",
     )
     command.add_argument("--architecture", help="with --weights: a torchvision classifier or timm:NAME")
     command.add_argument(
-        "--labels", type=Path, help="with --weights: one label per line, or a JSON list, in output order"
+        "--labels",
+        type=Path,
+        help="with --weights: one label per line, a JSON list, a JSON object keyed by index "
+        '(also {"0": ["id", "name"]}), or CSV index,label rows; in output order',
+    )
+    command.add_argument(
+        "--ema", action="store_true", help="with --weights: take the checkpoint's EMA weights"
+    )
+    command.add_argument(
+        "--strip-prefix",
+        metavar="PREFIX",
+        help="with --weights: take the tensors whose names start with PREFIX, without it "
+        "(default: found by matching the architecture's names)",
     )
     own = command.add_argument_group("preprocessing of your own weights (defaults: torchvision's ImageNet)")
     own.add_argument("--image-size", type=positive_int, default=224, help="centre crop (default: 224)")
@@ -278,8 +297,15 @@ def _add_store_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--region", help="AWS region of the stack (default: your AWS configuration)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a wrong command line told in one `error:` line like every other failure."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog.removeprefix(PROG + ' ')}: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description=(
             "Train a torchvision image classifier or import an existing one, publish it to a model store "
@@ -312,6 +338,8 @@ def _model_name_for(args: argparse.Namespace) -> str:
 def _check_kept(args: argparse.Namespace) -> None:
     if args.output is None and args.publish_to is None:
         raise ValueError("nothing would be kept: give --output DIR, --publish-to STORE, or both")
+    if args.output is not None and args.output.exists() and not args.output.is_dir():
+        raise ValueError(f"--output {args.output} is a file, not a folder")
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -344,14 +372,19 @@ def run_import(args: argparse.Namespace) -> int:
     published = _save_and_publish(
         lambda folder: write_artifact(imported.manifest, imported.weights, folder), store, args
     )
+    for note in imported.notes:  # after the writes: a refusal stays one line
+        info(note)
     print(import_summary(imported, args.output, published))
     return 0
 
 
 def _import(args: argparse.Namespace) -> ImportedModel:
     if args.pretrained:
-        if args.architecture or args.labels:
-            raise ValueError("--architecture and --labels go with --weights; --pretrained brings its own")
+        if args.architecture or args.labels or args.ema or args.strip_prefix is not None:
+            raise ValueError(
+                "--architecture, --labels, --ema and --strip-prefix go with --weights; "
+                "--pretrained brings its own"
+            )
         return import_pretrained(args.pretrained, model_name=args.model_name, progress=not args.no_progress)
     if not (args.architecture and args.labels):
         raise ValueError("--weights needs --architecture NAME and --labels FILE")
@@ -363,19 +396,30 @@ def _import(args: argparse.Namespace) -> ImportedModel:
         std=tuple(args.std),
         interpolation=args.interpolation,
     )
-    return import_weights_file(args.architecture, args.weights, args.labels, preprocessing, args.model_name)
+    return import_weights_file(
+        args.architecture,
+        args.weights,
+        args.labels,
+        preprocessing,
+        args.model_name,
+        ema=args.ema,
+        strip_prefix=args.strip_prefix,
+    )
 
 
 def _save_and_publish(
     save: Callable[[Path], object], store: str | None, args: argparse.Namespace
 ) -> PublishedVersion | None:
-    """Write the artifact to --output (or a temporary folder) and publish it if asked."""
-    if args.output is not None:
-        save(args.output)
-        return _publish_if_asked(args.output, store, args)
+    """Publish the artifact if asked, then write it to --output: a refused publish writes nothing.
+
+    The artifact is first written to a temporary folder and published from there.
+    """
     with tempfile.TemporaryDirectory(prefix="model-training-") as folder:
         save(Path(folder))
-        return _publish_if_asked(Path(folder), store, args)
+        published = _publish_if_asked(Path(folder), store, args)
+        if args.output is not None:
+            save(args.output)
+    return published
 
 
 def _publish_if_asked(folder: Path, store: str | None, args: argparse.Namespace) -> PublishedVersion | None:

@@ -12,9 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import json
 import math
-import pickle
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,16 +29,20 @@ from lambda_src.architectures import (
     check_architecture,
     classification_architectures,
     load_weights,
+    parameter_names,
 )
 from lambda_src.artifact import INTERPOLATIONS, Manifest, Preprocessing, Provenance, sha256_hex
 from lambda_src.timm_support import TIMM_PREFIX, check_timm_architecture, is_timm_architecture
+from model_training.checkpoints import (
+    describe_source,
+    fit_keys,
+    non_finite_tensor,
+    read_checkpoint,
+)
+from model_training.labels import read_labels
 from model_training.training import UNPUBLISHED_VERSION, serialise
 
 TORCHVISION_PREFIX = "torchvision:"
-CHECKPOINT_KEYS = ("state_dict", "model", "net")  # where checkpoints keep the state dict
-WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DataParallel/DDP, torch.compile
-# How torch.load(weights_only=True) names the Python object it will not unpickle.
-_REFUSED_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
 # torchvision builds these with transform_input=True when given weights: the network turns
 # ImageNet-normalised input into (x - 0.5) / 0.5. Normalising with 0.5 directly is the same.
 _TRANSFORM_INPUT_ARCHITECTURES = {"googlenet": ("aux1.", "aux2."), "inception_v3": ("AuxLogits.",)}
@@ -57,6 +59,7 @@ class ImportedModel:
     model: torch.nn.Module
     manifest: Manifest
     weights: bytes
+    notes: tuple[str, ...] = ()  # which weights were taken, warnings: for the person importing
 
 
 def import_pretrained(spec: str, *, model_name: str | None = None, progress: bool = True) -> ImportedModel:
@@ -283,103 +286,39 @@ def import_weights_file(
     labels_path: Path,
     preprocessing: Preprocessing,
     model_name: str | None = None,
+    *,
+    ema: bool = False,
+    strip_prefix: str | None = None,
 ) -> ImportedModel:
-    """A state dict or checkpoint file of `architecture` (torchvision name or timm:NAME), with labels."""
+    """A state dict or checkpoint file of `architecture` (torchvision name or timm:NAME), with labels.
+
+    `ema` takes a checkpoint's EMA weights; `strip_prefix` names the wrapper prefix of the
+    tensor names when it cannot be found from the architecture's own names. The result's
+    notes say which weights were taken, and warn about the labels.
+    """
     check_architecture(architecture)
-    labels = read_labels(labels_path)
-    state_dict = read_checkpoint(weights_path)
+    notes: list[str] = []
+    labels = read_labels(labels_path, warn=notes.append)
+    checkpoint = read_checkpoint(weights_path, ema=ema)
+    expected = parameter_names(architecture, len(labels))
+    fitted = fit_keys(checkpoint.state_dict, expected, strip_prefix=strip_prefix, prefer_ema=ema)
+    notes.append(describe_source(checkpoint, fitted))
     provenance = Provenance(kind="file", name=weights_path.name, sha256=file_sha256(weights_path))
-    return _imported(
+    imported = _imported(
         architecture,
         labels,
-        state_dict=state_dict,
+        state_dict=fitted.state_dict,
         preprocessing=preprocessing,
         provenance=provenance,
-        model_name=model_name or weights_path.stem,
+        model_name=model_name or name_from_file(weights_path),
     )
+    return dataclasses.replace(imported, notes=tuple(notes))
 
 
-def read_labels(path: Path) -> list[str]:
-    """One label per line (blank lines ignored), or a JSON list of strings."""
-    text = path.read_text(encoding="utf-8")
-    if text.lstrip().startswith("["):
-        try:
-            labels = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ImportFailed(f"{path} starts like a JSON list but is not valid JSON: {error}") from None
-        if not all(isinstance(label, str) for label in labels):
-            raise ImportFailed(f"{path} must be a JSON list of strings")
-    else:
-        labels = [line.strip() for line in text.splitlines() if line.strip()]
-    if not labels:
-        raise ImportFailed(f"{path} holds no labels: write one label per line, in the model's output order")
-    return [str(label) for label in labels]
-
-
-def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
-    """The state dict in `path`: bare, in a checkpoint dict, DataParallel-prefixed, or .safetensors."""
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            loaded: Any = load_file(path, device="cpu")
-        except OSError:
-            raise
-        except Exception as error:  # safetensors' own error type for a malformed file
-            raise ImportFailed(f"{path} is not a readable .safetensors file: {_first_line(error)}") from None
-    else:
-        loaded = _torch_load(path)
-    return strip_wrapper_prefixes(find_state_dict(loaded, path))
-
-
-def _torch_load(path: Path) -> Any:
-    try:
-        return torch.load(path, weights_only=True, map_location="cpu")
-    except OSError:
-        raise
-    except Exception as error:  # torch raises many types for files that are not checkpoints
-        refused = _REFUSED_GLOBAL.search(str(error)) if isinstance(error, pickle.UnpicklingError) else None
-        if refused is None:
-            raise ImportFailed(f"{path} is not a PyTorch checkpoint: {_first_line(error)}") from None
-        raise ImportFailed(
-            f"{path}: torch.load(weights_only=True) refuses it: it holds {refused.group(1)}, which is "
-            "neither a tensor nor a plain container (a whole model saved with torch.save(model) looks like "
-            "this). Load it where its code is and save the state dict alone: "
-            "torch.save(model.state_dict(), 'weights.pt')"
-        ) from None
-
-
-def find_state_dict(loaded: Any, path: Path) -> Mapping[str, torch.Tensor]:
-    """The state dict itself, or the one a checkpoint dict keeps under state_dict, model or net."""
-    if _is_state_dict(loaded):
-        return loaded
-    if isinstance(loaded, Mapping):
-        for key in CHECKPOINT_KEYS:
-            if _is_state_dict(loaded.get(key)):
-                return loaded[key]
-        keys = ", ".join(repr(key) for key in list(loaded)[:8])
-        raise ImportFailed(
-            f"{path} holds a dict ({keys}) with no state dict at its top level or under "
-            f"{', '.join(repr(key) for key in CHECKPOINT_KEYS)}"
-        )
-    raise ImportFailed(f"{path} holds a {type(loaded).__name__}, not a state dict (names to tensors)")
-
-
-def _is_state_dict(value: Any) -> bool:
-    return (
-        isinstance(value, Mapping)
-        and bool(value)
-        and all(isinstance(key, str) and isinstance(tensor, torch.Tensor) for key, tensor in value.items())
-    )
-
-
-def strip_wrapper_prefixes(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Drop `module.` (DataParallel/DDP) and `_orig_mod.` (torch.compile) when every key has one."""
-    result = dict(state_dict)
-    for prefix in WRAPPER_PREFIXES:
-        if all(key.startswith(prefix) for key in result):
-            result = {key.removeprefix(prefix): value for key, value in result.items()}
-    return result
+def name_from_file(path: Path) -> str:
+    """A valid model name from a file name: Lightning's `epoch=4-step=120.ckpt` -> `epoch-4-step-120`."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem).strip("-._")[:128]
+    return name or "model"
 
 
 # the artifact --------------------------------------------------------------------------------
@@ -395,6 +334,12 @@ def _imported(
     model_name: str,
 ) -> ImportedModel:
     """Load the weights into a freshly built `architecture` and describe it in a manifest."""
+    broken = non_finite_tensor(state_dict)
+    if broken is not None:
+        raise ImportFailed(
+            f"the weights hold NaN or infinity (first in {broken}): training diverged or the file is "
+            "corrupt, and such a model answers NaN scores; import weights from an earlier checkpoint"
+        )
     model = build_model(architecture, len(labels))
     _check_label_count(model, state_dict, len(labels))
     load_weights(model, state_dict, f"{architecture} with {len(labels)} classes")
