@@ -31,6 +31,7 @@ from bench.events import json_image_event, raw_image_event
 from bench.stats import summarise_ms
 from lambda_src.architectures import build_model, load_weights
 from lambda_src.artifact import Manifest, manifest_key, weights_key
+from lambda_src.images import reduced_decode_size
 from lambda_src.model_store import open_store
 from lambda_src.preprocessing import eval_transform, to_rgb
 
@@ -40,8 +41,8 @@ WARMUP_CALLS = 3
 class DirectModel:
     """The floor: one model called directly, no handler, no events, no JSON.
 
-    It decodes as serving does (JPEGs at the smallest 1/2, 1/4 or 1/8 scale that keeps
-    both sides at least the resize size) unless `full_decode` asks for every pixel.
+    It decodes as serving does (large JPEGs at 1/2 or 1/4 scale, see
+    `lambda_src.images.reduced_decode_size`) unless `full_decode` asks for every pixel.
     """
 
     def __init__(self, model: torch.nn.Module, manifest: Manifest) -> None:
@@ -59,7 +60,7 @@ class DirectModel:
     def tensor(self, jpeg: bytes, full_decode: bool = False) -> torch.Tensor:
         with Image.open(io.BytesIO(jpeg)) as image:
             if not full_decode:
-                image.draft("RGB", (self.min_side, self.min_side))
+                image.draft("RGB", reduced_decode_size(image.size, self.min_side))
             return self.transform(to_rgb(image))
 
     def predict(self, jpegs: list[bytes], full_decode: bool = False) -> torch.Tensor:

@@ -47,7 +47,11 @@ class ModelInput:
         """The (3, crop, crop) input for the image `data`; a 4xx `ApiError` naming `what` if unusable."""
         with optional_phase(timer, Phase.DECODE):
             image = decode_image(
-                data, max_pixels=self.max_pixels, min_side=self.preprocessing.resize, what=what
+                data,
+                max_pixels=self.max_pixels,
+                min_side=self.preprocessing.resize,
+                what=what,
+                reduce=self.preprocessing.interpolation != "nearest",
             )
         with optional_phase(timer, Phase.PREPROCESS):
             return self._transform(image)

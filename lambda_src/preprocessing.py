@@ -20,16 +20,20 @@ __all__ = ["eval_transform", "to_rgb"]
 
 
 def eval_transform(preprocessing: Preprocessing) -> Callable[[Image.Image], torch.Tensor]:
-    """Resize the shorter side (with the manifest's filter), centre-crop, scale to [0, 1], normalise."""
+    """Resize the shorter side (with the manifest's filter), centre-crop, scale to [0, 1], normalise.
+
+    The resize and crop run on the PIL image, as torchvision's and timm's own eval transforms
+    do: Pillow's filters (its nearest neighbour included) give exactly their pixels.
+    """
     return v2.Compose(
         [
-            v2.PILToTensor(),
             v2.Resize(
                 preprocessing.resize,
                 interpolation=InterpolationMode(preprocessing.interpolation),
                 antialias=True,
             ),
             v2.CenterCrop(preprocessing.crop),
+            v2.PILToTensor(),
             v2.ToDtype(torch.float32, scale=True),
             v2.Normalize(mean=list(preprocessing.mean), std=list(preprocessing.std)),
         ]

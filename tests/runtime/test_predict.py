@@ -222,7 +222,10 @@ def test_large_jpegs_are_decoded_at_a_reduced_scale_that_still_covers_the_resize
     photo = encode(coloured_image("green", size=(640, 480), seed=11), "JPEG", quality=90)
     image = decode_image(photo, max_pixels=10_000_000, min_side=PREPROCESSING.resize)
     assert image.mode == "RGB"
-    assert image.size == (80, 60)  # 1/8 scale: the shorter side stays >= resize (40)
+    assert image.size == (160, 120)  # 1/4 scale, never 1/8 (80x60 would still cover 2 x resize = 80)
+    camera = encode(coloured_image("green", size=(2000, 1500), seed=11), "JPEG", quality=90)
+    assert decode_image(camera, max_pixels=10_000_000, min_side=300).size == (1000, 750)  # 1/2: >= 2 x 300
+    assert decode_image(camera, max_pixels=10_000_000, min_side=300, reduce=False).size == (2000, 1500)
     small = encode(coloured_image("green", size=(64, 48), seed=11), "JPEG")
     assert decode_image(small, max_pixels=10_000_000, min_side=PREPROCESSING.resize).size == (64, 48)
 
