@@ -9,7 +9,7 @@ weights (`build_and_load`); training builds it with random ones.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any
 
@@ -17,6 +17,7 @@ import torch
 import torchvision
 from torch.overrides import TorchFunctionMode
 
+from lambda_src.artifact import Head, HeadLayer
 from lambda_src.errors import ArchitectureMismatch
 from lambda_src.timm_support import (
     TIMM_PREFIX,
@@ -47,22 +48,88 @@ def check_architecture(name: str) -> str:
     return name
 
 
-def build_model(name: str, num_classes: int) -> torch.nn.Module:
-    """A freshly initialised `name` classifier with `num_classes` outputs (no downloads)."""
+def build_model(
+    name: str, num_classes: int, *, head: Head | None = None, input_conv: str | None = None
+) -> torch.nn.Module:
+    """A freshly initialised `name` classifier with `num_classes` outputs (no downloads).
+
+    `head` replaces the registry's classifier head; `input_conv` names the first
+    convolution, then built for 1-channel (greyscale) input. Both as a manifest records them.
+    """
     check_architecture(name)
     if num_classes < 2:
         raise ArchitectureMismatch(f"a classifier needs at least 2 classes, got {num_classes}")
     if is_timm_architecture(name):
-        return build_timm_model(name, num_classes)
-    extra = {"aux_logits": False, "init_weights": False} if name in {"inception_v3", "googlenet"} else {}
-    return torchvision.models.get_model(name, weights=None, num_classes=num_classes, **extra)
+        model = build_timm_model(name, num_classes)
+    else:
+        extra = {"aux_logits": False, "init_weights": False} if name in {"inception_v3", "googlenet"} else {}
+        model = torchvision.models.get_model(name, weights=None, num_classes=num_classes, **extra)
+    if input_conv is not None:
+        _replace(model, input_conv, _one_channel(_submodule(model, input_conv, "input_conv")))
+    if head is not None:
+        _submodule(model, head.module, "head.module")
+        _replace(model, head.module, build_head(head))
+    return model
 
 
-def parameter_names(name: str, num_classes: int) -> tuple[str, ...]:
-    """The state dict names of the `name` classifier (built on the meta device: no memory, no init)."""
+def build_head(head: Head) -> torch.nn.Sequential:
+    """The Sequential a manifest's head describes (dropout is the identity in eval mode)."""
+    makers: dict[str, Callable[[HeadLayer], torch.nn.Module]] = {
+        "linear": lambda layer: torch.nn.Linear(layer.in_features, layer.out_features),
+        "batchnorm": lambda layer: torch.nn.BatchNorm1d(layer.in_features),
+        "layernorm": lambda layer: torch.nn.LayerNorm(layer.in_features),
+        "dropout": lambda _: torch.nn.Dropout(),
+        "relu": lambda _: torch.nn.ReLU(),
+        "gelu": lambda _: torch.nn.GELU(),
+        "silu": lambda _: torch.nn.SiLU(),
+        "tanh": lambda _: torch.nn.Tanh(),
+        "sigmoid": lambda _: torch.nn.Sigmoid(),
+        "hardswish": lambda _: torch.nn.Hardswish(),
+        "flatten": lambda _: torch.nn.Flatten(),
+        "identity": lambda _: torch.nn.Identity(),
+    }
+    return torch.nn.Sequential(*(makers[layer.kind](layer) for layer in head.layers))
+
+
+def _submodule(model: torch.nn.Module, path: str, what: str) -> torch.nn.Module:
+    try:
+        return model.get_submodule(path)
+    except AttributeError:
+        raise ArchitectureMismatch(
+            f"the manifest's {what} {path!r} is not a module of this architecture"
+        ) from None
+
+
+def _replace(model: torch.nn.Module, path: str, module: torch.nn.Module) -> None:
+    parent, _, name = path.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, name, module)
+
+
+def _one_channel(conv: torch.nn.Module) -> torch.nn.Module:
+    """`conv`, rebuilt to take 1 input channel (same class, sizes and options otherwise)."""
+    if not isinstance(conv, torch.nn.Conv2d) or conv.groups != 1:
+        raise ArchitectureMismatch(
+            f"the input convolution must be an ungrouped Conv2d, got {type(conv).__name__}"
+        )
+    return type(conv)(
+        1,
+        conv.out_channels,
+        conv.kernel_size,  # type: ignore[arg-type]
+        stride=conv.stride,  # type: ignore[arg-type]
+        padding=conv.padding,  # type: ignore[arg-type]
+        dilation=conv.dilation,  # type: ignore[arg-type]
+        bias=conv.bias is not None,
+        padding_mode=conv.padding_mode,
+    )
+
+
+def meta_model(
+    name: str, num_classes: int, *, head: Head | None = None, input_conv: str | None = None
+) -> torch.nn.Module:
+    """The `name` classifier built on the meta device (no memory, no init): its names and shapes."""
     check_architecture(name)  # imports timm outside the meta context, as build_and_load does
     with torch.device("meta"), _SkipInitialisers():
-        return tuple(build_model(name, num_classes).state_dict())
+        return build_model(name, num_classes, head=head, input_conv=input_conv)
 
 
 def load_weights(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], description: str) -> None:
@@ -98,7 +165,13 @@ def check_weights_fit(
 
 
 def build_and_load(
-    name: str, num_classes: int, state_dict: Mapping[str, torch.Tensor], description: str
+    name: str,
+    num_classes: int,
+    state_dict: Mapping[str, torch.Tensor],
+    description: str,
+    *,
+    head: Head | None = None,
+    input_conv: str | None = None,
 ) -> torch.nn.Module:
     """The `name` classifier holding `state_dict`, built without initialising weights it would overwrite.
 
@@ -107,18 +180,21 @@ def build_and_load(
     the state dict does not hold (non-persistent buffers), is built and loaded the ordinary way.
     """
     check_architecture(name)  # also imports timm, outside the meta context its module code must not see
+    changes: dict[str, Any] = {"head": head, "input_conv": input_conv}
     try:
         with torch.device("meta"), _SkipInitialisers():
-            model = build_model(name, num_classes)
+            model = build_model(name, num_classes, **changes)
+    except ArchitectureMismatch:
+        raise
     except Exception:  # some init code needs real values (e.g. `.item()`); the ordinary path handles it
-        return _build_and_copy(name, num_classes, state_dict, description)
+        return _build_and_copy(name, num_classes, state_dict, description, **changes)
     check_weights_fit(model, state_dict, description)
     expected = model.state_dict()
     seen: set[int] = set()
     owned = {key: _owned(tensor, expected[key].dtype, seen) for key, tensor in state_dict.items()}
     model.load_state_dict(owned, strict=True, assign=True)
     if _has_meta_tensors(model):
-        return _build_and_copy(name, num_classes, state_dict, description)
+        return _build_and_copy(name, num_classes, state_dict, description, **changes)
     return model
 
 
@@ -149,9 +225,15 @@ _VALUE_ONLY_IN_PLACE = frozenset(
 
 
 def _build_and_copy(
-    name: str, num_classes: int, state_dict: Mapping[str, torch.Tensor], description: str
+    name: str,
+    num_classes: int,
+    state_dict: Mapping[str, torch.Tensor],
+    description: str,
+    *,
+    head: Head | None = None,
+    input_conv: str | None = None,
 ) -> torch.nn.Module:
-    model = build_model(name, num_classes)
+    model = build_model(name, num_classes, head=head, input_conv=input_conv)
     load_weights(model, state_dict, description)
     return model
 

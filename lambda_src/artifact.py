@@ -24,6 +24,8 @@ from lambda_src.errors import ManifestError
 # Version 2 added `provenance` and `preprocessing.interpolation`; version 1 manifests
 # still load (no provenance, bilinear resizing: what version 1 serving did). Version 3 adds
 # optional fields: `onnx` (the version's ONNX export, when it has one).
+# Version 3 also added the optional `head`, `input_conv` and `preprocessing.channels` (absent:
+# the registry's network, RGB input).
 SCHEMA_VERSION = 3
 READABLE_SCHEMA_VERSIONS = (1, 2, 3)
 WEIGHTS_FILE = "model.pt"
@@ -42,6 +44,12 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # that would otherwise surface as scores of NaN or infinity.
 MEAN_RANGE = (0.0, 1.0)
 STD_RANGE = (0.01, 10.0)
+# Layers a classifier head may hold (`--head` names them); those with weights need sizes.
+HEAD_LAYER_KINDS = (
+    "linear", "dropout", "relu", "gelu", "silu", "tanh", "sigmoid", "hardswish", "batchnorm", "layernorm",
+    "flatten", "identity",
+)  # fmt: skip
+SIZED_HEAD_LAYERS = ("linear", "batchnorm", "layernorm")
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic")  # resize filters, as torchvision names them
 SOURCE_KINDS = ("trained", "torchvision", "timm", "file")
 
@@ -118,11 +126,14 @@ class Preprocessing:
 
     resize: int = 256  # shorter side, pixels
     crop: int = 224  # square centre crop, pixels
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
+    mean: tuple[float, ...] = IMAGENET_MEAN  # one per channel
+    std: tuple[float, ...] = IMAGENET_STD
     interpolation: str = "bilinear"  # the resize filter, one of INTERPOLATIONS
+    channels: int = 3  # 3: RGB; 1: greyscale (Pillow's convert("L"), as torchvision's Grayscale does)
 
     def __post_init__(self) -> None:
+        if self.channels not in (1, 3) or not _is_integer(self.channels):
+            raise ManifestError(f"preprocessing.channels must be 1 or 3, got {self.channels!r}")
         if self.interpolation not in INTERPOLATIONS:
             raise ManifestError(
                 f"preprocessing.interpolation must be one of {', '.join(INTERPOLATIONS)}, "
@@ -135,15 +146,75 @@ class Preprocessing:
                 f"preprocessing needs 0 < crop <= resize <= 4096, got crop={self.crop} resize={self.resize}"
             )
         for name, values, (low, high) in (("mean", self.mean, MEAN_RANGE), ("std", self.std, STD_RANGE)):
-            if len(values) != 3 or not all(_is_number(v) for v in values):
-                raise ManifestError(
-                    f"preprocessing.{name} must be three numbers (finite ones), got {values!r}"
-                )
+            if len(values) != self.channels or not all(_is_number(v) for v in values):
+                count = "three numbers" if self.channels == 3 else "one number"
+                raise ManifestError(f"preprocessing.{name} must be {count} (finite ones), got {values!r}")
             if not all(low <= v <= high for v in values):
                 raise ManifestError(
                     f"preprocessing.{name} must be from {low:g} to {high:g} (pixels are scaled to 0-1), "
                     f"got {values!r}"
                 )
+
+
+@dataclass(frozen=True)
+class HeadLayer:
+    """One layer of a classifier head: its kind, and its sizes for those that hold weights."""
+
+    kind: str  # one of HEAD_LAYER_KINDS
+    in_features: int = 0  # linear: inputs; batchnorm/layernorm: features
+    out_features: int = 0  # linear: outputs; batchnorm/layernorm: features
+
+    def __post_init__(self) -> None:
+        if self.kind not in HEAD_LAYER_KINDS:
+            raise ManifestError(
+                f"head layer kind must be one of {', '.join(HEAD_LAYER_KINDS)}, got {self.kind!r}"
+            )
+        sized = self.kind in SIZED_HEAD_LAYERS
+        sizes = (self.in_features, self.out_features)
+        if not all(_is_integer(size) and (size > 0 if sized else size == 0) for size in sizes):
+            raise ManifestError(
+                f"head layer {self.kind} needs {'positive sizes' if sized else 'no sizes'}, got {sizes}"
+            )
+
+    def describe(self) -> str:
+        return f"linear({self.in_features}->{self.out_features})" if self.kind == "linear" else self.kind
+
+
+@dataclass(frozen=True)
+class Head:
+    """A classifier head that replaces the registry's: a Sequential of `layers` at `module` (e.g. fc)."""
+
+    module: str
+    layers: tuple[HeadLayer, ...]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.module, str) or not self.module:
+            raise ManifestError("head.module must name the classifier module it replaces")
+        if not any(layer.kind == "linear" for layer in self.layers):
+            raise ManifestError("a head needs at least one linear layer")
+
+    @property
+    def outputs(self) -> int:
+        return [layer for layer in self.layers if layer.kind == "linear"][-1].out_features
+
+    def describe(self) -> str:
+        return f"{self.module} = " + "-".join(layer.describe() for layer in self.layers)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Head:
+        if not isinstance(data, dict) or not isinstance(data.get("layers"), list):
+            raise ManifestError("manifest head must be an object with a module and a list of layers")
+        if not all(isinstance(layer, dict) for layer in data["layers"]):
+            raise ManifestError("manifest head layers must be objects")
+        layers = tuple(
+            HeadLayer(
+                kind=layer.get("kind"),
+                in_features=layer.get("in_features", 0),
+                out_features=layer.get("out_features", 0),
+            )
+            for layer in data["layers"]
+        )
+        return cls(module=str(data.get("module") or ""), layers=layers)
 
 
 @dataclass(frozen=True)
@@ -226,6 +297,8 @@ class Manifest:
     created_at: str = ""
     provenance: Provenance | None = None  # None in version 1 manifests
     onnx: OnnxExport | None = None  # None before version 3, and when the version has no ONNX export
+    head: Head | None = None  # a head other than the registry's (version 3)
+    input_conv: str | None = None  # the first convolution, built for 1 channel (version 3)
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -257,6 +330,18 @@ class Manifest:
             isinstance(name, str) and isinstance(value, str) for name, value in self.framework.items()
         ):
             raise ManifestError("manifest framework must map package names to version strings")
+        if self.input_conv is not None and not isinstance(self.input_conv, str):
+            raise ManifestError("manifest input_conv must name a module")
+        if (self.input_conv is not None) != (self.preprocessing.channels == 1):
+            raise ManifestError(
+                "manifest input_conv names the first convolution of a 1-channel model: it goes with "
+                "preprocessing.channels 1, and only with it"
+            )
+        if self.head is not None and self.head.outputs != len(self.labels):
+            raise ManifestError(
+                f"manifest head has {self.head.outputs} outputs "
+                f"but the manifest lists {len(self.labels)} labels"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -294,6 +379,7 @@ class Manifest:
                 mean=tuple(raw_pre.get("mean", IMAGENET_MEAN)),
                 std=tuple(raw_pre.get("std", IMAGENET_STD)),
                 interpolation=raw_pre.get("interpolation", "bilinear"),
+                channels=raw_pre.get("channels", 3),
             )
         except TypeError as error:
             raise ManifestError(f"manifest preprocessing is invalid: {error}") from None
@@ -310,6 +396,8 @@ class Manifest:
             created_at=str(data.get("created_at", "")),
             provenance=Provenance.from_dict(data["provenance"]) if data.get("provenance") else None,
             onnx=OnnxExport.from_dict(data["onnx"]) if data.get("onnx") is not None else None,
+            head=Head.from_dict(data["head"]) if data.get("head") is not None else None,
+            input_conv=data.get("input_conv"),
             schema_version=data.get("schema_version", SCHEMA_VERSION),
         )
 

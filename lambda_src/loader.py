@@ -87,6 +87,8 @@ def load_model(
             manifest.num_classes,
             state_dict,
             f"{manifest.architecture} with the manifest's {manifest.num_classes} classes",
+            head=manifest.head,
+            input_conv=manifest.input_conv,
         )
         network.eval()
     # The network now owns the state dict's tensors (built on the meta device, they were
@@ -96,7 +98,7 @@ def load_model(
         network = optimise_for_inference(network)
     threads = configure_threads(torch_threads)
     with timer.phase("warm_up"):
-        warm_up(network, manifest.preprocessing.crop)
+        warm_up(network, manifest.preprocessing.crop, manifest.preprocessing.channels)
     return LoadedModel(
         manifest=manifest,
         network=network,
@@ -177,7 +179,7 @@ def configure_threads(requested: int) -> int:
     return threads
 
 
-def warm_up(network: torch.nn.Module, crop: int) -> None:
+def warm_up(network: torch.nn.Module, crop: int, channels: int = 3) -> None:
     """One forward pass, so the first request does not pay for lazy initialisation.
 
     It also proves the architecture runs on the manifest's crop size (some need a minimum),
@@ -186,7 +188,7 @@ def warm_up(network: torch.nn.Module, crop: int) -> None:
     """
     try:
         with torch.inference_mode():
-            outputs = network(torch.zeros(1, 3, crop, crop))
+            outputs = network(torch.zeros(1, channels, crop, crop))
     except RuntimeError as error:
         raise ArchitectureMismatch(
             f"the model cannot run on the manifest's {crop}x{crop} input: {_first_line(error)}"

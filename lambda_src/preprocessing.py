@@ -23,10 +23,14 @@ def eval_transform(preprocessing: Preprocessing) -> Callable[[Image.Image], torc
     """Resize the shorter side (with the manifest's filter), centre-crop, scale to [0, 1], normalise.
 
     The resize and crop run on the PIL image, as torchvision's and timm's own eval transforms
-    do: Pillow's filters (its nearest neighbour included) give exactly their pixels.
+    do: Pillow's filters (its nearest neighbour included) give exactly their pixels. A
+    1-channel model gets the picture in greyscale first (Pillow's convert("L"), what
+    torchvision's Grayscale does to a PIL image).
     """
+    greyscale = [v2.Grayscale(num_output_channels=1)] if preprocessing.channels == 1 else []
     return v2.Compose(
         [
+            *greyscale,
             v2.Resize(
                 preprocessing.resize,
                 interpolation=InterpolationMode(preprocessing.interpolation),

@@ -35,6 +35,7 @@ from model_training.checkpoints import CheckpointError
 from model_training.datasets import TrainingDataError
 from model_training.importing import ImportedModel, ImportFailed, import_pretrained, import_weights_file
 from model_training.labels import LabelsError
+from model_training.network_fit import HeadError
 from model_training.onnx_export import OnnxExportFailed
 from model_training.publishing import (
     PublishedVersion,
@@ -71,6 +72,7 @@ USER_ERRORS = (
     OnnxExportFailed,
     CheckpointError,
     LabelsError,
+    HeadError,
     ModelArtifactError,
     PublishError,
     StackError,
@@ -210,6 +212,12 @@ def _add_import(subparsers: argparse._SubParsersAction) -> None:
         "--ema", action="store_true", help="with --weights: take the checkpoint's EMA weights"
     )
     command.add_argument(
+        "--head",
+        metavar="LAYERS",
+        help="with --weights: the classifier head, when it is a Sequential with activations, as its layers "
+        "joined by '-' (e.g. linear-relu-dropout-linear); Dropout+Linear heads are read from the weights",
+    )
+    command.add_argument(
         "--strip-prefix",
         metavar="PREFIX",
         help="with --weights: take the tensors whose names start with PREFIX, without it "
@@ -219,8 +227,17 @@ def _add_import(subparsers: argparse._SubParsersAction) -> None:
     own.add_argument("--image-size", type=positive_int, default=224, help="centre crop (default: 224)")
     own.add_argument("--resize", type=positive_int, help="shorter side before the crop (default: 8/7 of it)")
     own.add_argument("--interpolation", choices=INTERPOLATIONS, default="bilinear", help="resize filter")
-    own.add_argument("--mean", type=float, nargs=3, metavar=("R", "G", "B"), default=IMAGENET_MEAN)
-    own.add_argument("--std", type=float, nargs=3, metavar=("R", "G", "B"), default=IMAGENET_STD)
+    own.add_argument(
+        "--mean",
+        type=float,
+        nargs="+",
+        metavar="M",
+        default=IMAGENET_MEAN,
+        help="normalisation mean on the 0-1 scale: R G B, or one value for a 1-channel (greyscale) model",
+    )
+    own.add_argument(
+        "--std", type=float, nargs="+", metavar="S", default=IMAGENET_STD, help="normalisation std, as --mean"
+    )
     command.add_argument(
         "--model-name", help="name to publish under (default: the weights' name, or the file's stem)"
     )
@@ -380,9 +397,9 @@ def run_import(args: argparse.Namespace) -> int:
 
 def _import(args: argparse.Namespace) -> ImportedModel:
     if args.pretrained:
-        if args.architecture or args.labels or args.ema or args.strip_prefix is not None:
+        if args.architecture or args.labels or args.ema or args.strip_prefix is not None or args.head:
             raise ValueError(
-                "--architecture, --labels, --ema and --strip-prefix go with --weights; "
+                "--architecture, --labels, --ema, --strip-prefix and --head go with --weights; "
                 "--pretrained brings its own"
             )
         return import_pretrained(args.pretrained, model_name=args.model_name, progress=not args.no_progress)
@@ -395,6 +412,7 @@ def _import(args: argparse.Namespace) -> ImportedModel:
         mean=tuple(args.mean),
         std=tuple(args.std),
         interpolation=args.interpolation,
+        channels=1 if len(args.mean) == len(args.std) == 1 else 3,
     )
     return import_weights_file(
         args.architecture,
@@ -404,6 +422,7 @@ def _import(args: argparse.Namespace) -> ImportedModel:
         args.model_name,
         ema=args.ema,
         strip_prefix=args.strip_prefix,
+        head=args.head,
     )
 
 

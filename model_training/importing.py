@@ -29,7 +29,7 @@ from lambda_src.architectures import (
     check_architecture,
     classification_architectures,
     load_weights,
-    parameter_names,
+    meta_model,
 )
 from lambda_src.artifact import INTERPOLATIONS, Manifest, Preprocessing, Provenance, sha256_hex
 from lambda_src.timm_support import TIMM_PREFIX, check_timm_architecture, is_timm_architecture
@@ -40,6 +40,7 @@ from model_training.checkpoints import (
     read_checkpoint,
 )
 from model_training.labels import read_labels
+from model_training.network_fit import NetworkFit, fit_network
 from model_training.training import UNPUBLISHED_VERSION, serialise
 
 TORCHVISION_PREFIX = "torchvision:"
@@ -289,20 +290,28 @@ def import_weights_file(
     *,
     ema: bool = False,
     strip_prefix: str | None = None,
+    head: str | None = None,
 ) -> ImportedModel:
     """A state dict or checkpoint file of `architecture` (torchvision name or timm:NAME), with labels.
 
     `ema` takes a checkpoint's EMA weights; `strip_prefix` names the wrapper prefix of the
-    tensor names when it cannot be found from the architecture's own names. The result's
+    tensor names when it cannot be found from the architecture's own names; `head` describes
+    a classifier head with activations (`linear-relu-dropout-linear`). The result's
     notes say which weights were taken, and warn about the labels.
     """
     check_architecture(architecture)
     notes: list[str] = []
     labels = read_labels(labels_path, warn=notes.append)
     checkpoint = read_checkpoint(weights_path, ema=ema)
-    expected = parameter_names(architecture, len(labels))
+    expected = tuple(meta_model(architecture, len(labels)).state_dict())
     fitted = fit_keys(checkpoint.state_dict, expected, strip_prefix=strip_prefix, prefer_ema=ema)
     notes.append(describe_source(checkpoint, fitted))
+    network = fit_network(architecture, len(labels), fitted.state_dict, head=head)
+    preprocessing = _fit_channels(preprocessing, network)
+    if network.head is not None:
+        notes.append(f"head: {network.head.describe()}")
+    if network.input_conv is not None:
+        notes.append(f"input: 1 channel ({network.input_conv}); serving converts images to greyscale")
     provenance = Provenance(kind="file", name=weights_path.name, sha256=file_sha256(weights_path))
     imported = _imported(
         architecture,
@@ -311,8 +320,24 @@ def import_weights_file(
         preprocessing=preprocessing,
         provenance=provenance,
         model_name=model_name or name_from_file(weights_path),
+        network=network,
     )
     return dataclasses.replace(imported, notes=tuple(notes))
+
+
+def _fit_channels(preprocessing: Preprocessing, network: NetworkFit) -> Preprocessing:
+    """The preprocessing, checked to give the network's channel count (mean and std say it)."""
+    if network.input_conv is not None and preprocessing.channels != 1:
+        raise ImportFailed(
+            f"the weights' first convolution ({network.input_conv}) takes 1 channel: a greyscale model; "
+            "give its normalisation as one value each, e.g. --mean 0.5 --std 0.5"
+        )
+    if network.input_conv is None and preprocessing.channels == 1:
+        raise ImportFailed(
+            "--mean and --std have one value each (a greyscale model), but the weights' first convolution "
+            "takes 3 channels: give three values each"
+        )
+    return preprocessing
 
 
 def name_from_file(path: Path) -> str:
@@ -332,15 +357,22 @@ def _imported(
     preprocessing: Preprocessing,
     provenance: Provenance,
     model_name: str,
+    network: NetworkFit | None = None,
 ) -> ImportedModel:
-    """Load the weights into a freshly built `architecture` and describe it in a manifest."""
+    """Load the weights into a freshly built `architecture` (with `network`'s changes); describe it."""
+    network = network or NetworkFit()
     broken = non_finite_tensor(state_dict)
     if broken is not None:
         raise ImportFailed(
             f"the weights hold NaN or infinity (first in {broken}): training diverged or the file is "
             "corrupt, and such a model answers NaN scores; import weights from an earlier checkpoint"
         )
-    model = build_model(architecture, len(labels))
+    if network.head is not None and network.head.outputs != len(labels):
+        raise ImportFailed(
+            f"the labels file has {len(labels)} labels but the weights' head ({network.head.module}) has "
+            f"{network.head.outputs} outputs: give one label per output, in output order"
+        )
+    model = build_model(architecture, len(labels), head=network.head, input_conv=network.input_conv)
     _check_label_count(model, state_dict, len(labels))
     load_weights(model, state_dict, f"{architecture} with {len(labels)} classes")
     model.eval()
@@ -361,6 +393,8 @@ def _imported(
         framework=framework,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         provenance=provenance,
+        head=network.head,
+        input_conv=network.input_conv,
     )
     return ImportedModel(model=model, manifest=manifest, weights=weights)
 

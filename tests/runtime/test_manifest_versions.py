@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,15 @@ import pytest
 import torch
 from PIL import Image
 
-from lambda_src.artifact import SCHEMA_VERSION, Manifest, OnnxExport, Preprocessing, Provenance
+from lambda_src.artifact import (
+    SCHEMA_VERSION,
+    Head,
+    HeadLayer,
+    Manifest,
+    OnnxExport,
+    Preprocessing,
+    Provenance,
+)
 from lambda_src.errors import ManifestError
 from lambda_src.preprocessing import eval_transform
 from tests.support.events import api_gateway_event, body_of
@@ -80,6 +89,32 @@ def test_version_3_round_trips_the_onnx_export_and_version_2_reads_without_one()
     assert Manifest.from_dict(version_2).schema_version == 2
 
 
+def test_version_3_records_a_custom_head_and_a_one_channel_input() -> None:
+    head = Head(
+        module="fc",
+        layers=(
+            HeadLayer("dropout"),
+            HeadLayer("linear", 512, 64),
+            HeadLayer("relu"),
+            HeadLayer("linear", 64, 2),
+        ),
+    )
+    manifest = make_manifest(
+        "m",
+        "v1",
+        b"weights",
+        preprocessing=Preprocessing(mean=(0.5,), std=(0.25,), channels=1),
+        head=head,
+        input_conv="conv1",
+        labels=("cat", "dog"),
+    )
+
+    data = json.loads(manifest.to_json())
+    assert data["head"]["layers"][1] == {"kind": "linear", "in_features": 512, "out_features": 64}
+    assert data["input_conv"] == "conv1" and data["preprocessing"]["channels"] == 1
+    assert Manifest.from_json(manifest.to_json()) == manifest
+
+
 @pytest.mark.parametrize(
     ("change", "words"),
     [
@@ -95,6 +130,43 @@ def test_a_bad_onnx_entry_is_refused_in_words(change: Callable[[dict[str, Any]],
     change(onnx)
     with pytest.raises(ManifestError, match=words):
         Manifest.from_dict({**make_manifest("m", "v1", b"weights").to_dict(), "onnx": onnx})
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (
+            lambda data: data.update(input_conv=None),
+            "input_conv names the first convolution of a 1-channel model",
+        ),
+        (
+            lambda data: data["preprocessing"].update(mean=[0.5, 0.5, 0.5]),
+            "preprocessing.mean must be one number (finite ones)",
+        ),
+        (lambda data: data["head"]["layers"].append({"kind": "swish"}), "head layer kind must be one of"),
+        (
+            lambda data: data["head"]["layers"][1].update(out_features=3),
+            "head has 3 outputs but the manifest lists 2",
+        ),
+        (lambda data: data["head"]["layers"][0].update(in_features=4), "head layer dropout needs no sizes"),
+    ],
+)
+def test_inconsistent_version_3_fields_are_refused(change: Any, words: str) -> None:
+    head = Head(module="fc", layers=(HeadLayer("dropout"), HeadLayer("linear", 512, 2)))
+    manifest = make_manifest(
+        "m",
+        "v1",
+        b"w",
+        preprocessing=Preprocessing(mean=(0.5,), std=(0.25,), channels=1),
+        head=head,
+        input_conv="conv1",
+        labels=("cat", "dog"),
+    )
+    data = json.loads(manifest.to_json())
+    change(data)
+
+    with pytest.raises(ManifestError, match=re.escape(words)):
+        Manifest.from_dict(data)
 
 
 @pytest.mark.parametrize(

@@ -224,7 +224,7 @@ def test_the_refusal_of_a_pickled_model_says_how_to_re_save_it(
         (["--weights", "w.pth"], "--weights needs --architecture NAME and --labels FILE"),
         (
             ["--pretrained", "timm:x", "--labels", "l.txt"],
-            "--architecture, --labels, --ema and --strip-prefix go with --weights",
+            "--architecture, --labels, --ema, --strip-prefix and --head go with --weights",
         ),
     ],
 )
