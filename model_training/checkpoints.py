@@ -70,6 +70,12 @@ def read_checkpoint(path: Path, *, ema: bool = False) -> Checkpoint:
 
     `ema` takes the EMA weights a checkpoint keeps beside the trained ones.
     """
+    if path.suffix == ".pt2":
+        raise CheckpointError(
+            f"{path} is a torch.export program; it is not imported, because torch.export.load unpickles "
+            "parts of the archive with full pickle (code from the file would run). Save the state dict "
+            "instead: torch.save(model.state_dict(), 'weights.pt')"
+        )
     if path.suffix == ".safetensors":
         loaded: Any = read_safetensors(path)
     else:

@@ -22,18 +22,18 @@ from endpoint_client.cli import add_commands as add_endpoint_commands
 from endpoint_client.cli import positive_int
 from endpoint_client.stack_outputs import DEFAULT_STACK, STACK_SCHEME, StackError, resolve_store
 from lambda_src.architectures import DEFAULT_ARCHITECTURE
-from lambda_src.artifact import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    INTERPOLATIONS,
-    LATEST,
-    LATEST_POINTER,
-    Preprocessing,
-)
+from lambda_src.artifact import INTERPOLATIONS, LATEST, LATEST_POINTER
 from lambda_src.errors import ModelArtifactError
 from model_training.checkpoints import CheckpointError
 from model_training.datasets import TrainingDataError
-from model_training.importing import ImportedModel, ImportFailed, import_pretrained, import_weights_file
+from model_training.importing import (
+    ImportedModel,
+    ImportFailed,
+    PreprocessingOptions,
+    import_hub_folder,
+    import_pretrained,
+    import_weights_file,
+)
 from model_training.labels import LabelsError
 from model_training.network_fit import HeadError
 from model_training.onnx_export import OnnxExportFailed
@@ -189,8 +189,9 @@ def _add_import(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument(
         "--pretrained",
         metavar="SOURCE:NAME",
-        help="torchvision:ARCH.WEIGHTS (e.g. torchvision:resnet50.IMAGENET1K_V2 or .DEFAULT) or timm:NAME "
-        "(e.g. timm:convnext_tiny.fb_in22k_ft_in1k)",
+        help="torchvision:ARCH.WEIGHTS (e.g. torchvision:resnet50.IMAGENET1K_V2 or .DEFAULT), timm:NAME "
+        "(e.g. timm:convnext_tiny.fb_in22k_ft_in1k) or hf-hub:ORG/NAME (a timm model's Hugging Face hub "
+        "repository, from the hub cache or downloaded)",
     )
     source.add_argument(
         "--weights",
@@ -223,21 +224,25 @@ def _add_import(subparsers: argparse._SubParsersAction) -> None:
         help="with --weights: take the tensors whose names start with PREFIX, without it "
         "(default: found by matching the architecture's names)",
     )
-    own = command.add_argument_group("preprocessing of your own weights (defaults: torchvision's ImageNet)")
-    own.add_argument("--image-size", type=positive_int, default=224, help="centre crop (default: 224)")
-    own.add_argument("--resize", type=positive_int, help="shorter side before the crop (default: 8/7 of it)")
-    own.add_argument("--interpolation", choices=INTERPOLATIONS, default="bilinear", help="resize filter")
+    own = command.add_argument_group(
+        "preprocessing of your own weights (defaults: torchvision's ImageNet eval preset; for timm:NAME and "
+        "hub folders, the architecture's own data config)"
+    )
+    own.add_argument("--image-size", type=positive_int, help="centre crop (default: 224)")
+    own.add_argument(
+        "--resize",
+        type=positive_int,
+        help="shorter side before the crop (default: 8/7 of it, or crop/crop_pct)",
+    )
+    own.add_argument("--interpolation", choices=INTERPOLATIONS, help="resize filter (default: bilinear)")
     own.add_argument(
         "--mean",
         type=float,
         nargs="+",
         metavar="M",
-        default=IMAGENET_MEAN,
         help="normalisation mean on the 0-1 scale: R G B, or one value for a 1-channel (greyscale) model",
     )
-    own.add_argument(
-        "--std", type=float, nargs="+", metavar="S", default=IMAGENET_STD, help="normalisation std, as --mean"
-    )
+    own.add_argument("--std", type=float, nargs="+", metavar="S", help="normalisation std, as --mean")
     command.add_argument(
         "--model-name", help="name to publish under (default: the weights' name, or the file's stem)"
     )
@@ -403,22 +408,29 @@ def _import(args: argparse.Namespace) -> ImportedModel:
                 "--pretrained brings its own"
             )
         return import_pretrained(args.pretrained, model_name=args.model_name, progress=not args.no_progress)
+    options = PreprocessingOptions(
+        crop=args.image_size,
+        resize=args.resize,
+        interpolation=args.interpolation,
+        mean=tuple(args.mean) if args.mean else None,
+        std=tuple(args.std) if args.std else None,
+    )
+    if args.weights.is_dir():
+        if args.architecture or args.ema or args.strip_prefix is not None or args.head:
+            raise ValueError(
+                f"{args.weights} is a hub folder: its config.json names the architecture; "
+                "--architecture, --ema, --strip-prefix and --head go with a weights file"
+            )
+        return import_hub_folder(
+            args.weights, labels_path=args.labels, options=options, model_name=args.model_name
+        )
     if not (args.architecture and args.labels):
         raise ValueError("--weights needs --architecture NAME and --labels FILE")
-    crop = args.image_size
-    preprocessing = Preprocessing(
-        resize=args.resize or round(crop * 8 / 7),
-        crop=crop,
-        mean=tuple(args.mean),
-        std=tuple(args.std),
-        interpolation=args.interpolation,
-        channels=1 if len(args.mean) == len(args.std) == 1 else 3,
-    )
     return import_weights_file(
         args.architecture,
         args.weights,
         args.labels,
-        preprocessing,
+        options,
         args.model_name,
         ema=args.ema,
         strip_prefix=args.strip_prefix,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import json
 import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -69,10 +70,13 @@ def import_pretrained(spec: str, *, model_name: str | None = None, progress: boo
         return import_torchvision(spec.removeprefix(TORCHVISION_PREFIX), model_name, progress)
     if spec.startswith(TIMM_PREFIX):
         return import_timm(spec.removeprefix(TIMM_PREFIX), model_name, progress)
+    if spec.startswith(HUB_PREFIX):
+        return import_hub_repo(spec.removeprefix(HUB_PREFIX), model_name=model_name)
     raise ImportFailed(
         f"unknown pretrained source {spec!r}: use {TORCHVISION_PREFIX}ARCH.WEIGHTS "
         f"(e.g. {TORCHVISION_PREFIX}resnet50.IMAGENET1K_V2) or {TIMM_PREFIX}NAME "
-        f"(e.g. {TIMM_PREFIX}convnext_tiny.fb_in22k_ft_in1k)"
+        f"(e.g. {TIMM_PREFIX}convnext_tiny.fb_in22k_ft_in1k) "
+        f"or {HUB_PREFIX}ORG/NAME (a timm model's hub repository)"
     )
 
 
@@ -281,11 +285,160 @@ def _timm_weights_file(hub_id: str | None, hub_file_name: str | None) -> Path | 
 # your own weights ----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class PreprocessingOptions:
+    """The preprocessing options given on the command line; None: the architecture's own default."""
+
+    crop: int | None = None
+    resize: int | None = None
+    interpolation: str | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    def resolve(self, architecture: str, timm_config: Mapping[str, Any] | None = None) -> Preprocessing:
+        """torchvision's ImageNet eval preset or a timm architecture's data config, the options over it.
+
+        A crop given without a resize is resized by the default's crop fraction
+        (torchvision: 224/256 = 7/8; timm: the architecture's crop_pct).
+        """
+        default, crop_fraction = _default_preprocessing(architecture, timm_config)
+        crop = self.crop or default.crop
+        mean = self.mean or default.mean
+        std = self.std or default.std
+        return Preprocessing(
+            resize=self.resize
+            or (default.resize if self.crop is None else _scaled(architecture, crop, crop_fraction)),
+            crop=crop,
+            mean=tuple(mean),
+            std=tuple(std),
+            interpolation=self.interpolation or default.interpolation,
+            channels=1 if len(mean) == len(std) == 1 else 3,
+        )
+
+
+def _scaled(architecture: str, crop: int, crop_fraction: float) -> int:
+    """The resize for `crop`: timm floors crop / crop_pct; torchvision's 8/7 rule rounds."""
+    scaled = crop / crop_fraction
+    return math.floor(scaled) if is_timm_architecture(architecture) else round(scaled)
+
+
+def _default_preprocessing(
+    architecture: str, timm_config: Mapping[str, Any] | None = None
+) -> tuple[Preprocessing, float]:
+    """The eval preprocessing of `architecture`, and its crop fraction; `timm_config` over timm's own."""
+    if not is_timm_architecture(architecture):
+        return Preprocessing(resize=256, crop=224), 7 / 8
+    import timm.data
+
+    check_timm_architecture(architecture)
+    model = meta_model(architecture, 2)
+    pretrained = {**model.pretrained_cfg, **(timm_config or {})}
+    config = timm.data.resolve_data_config({}, pretrained_cfg=pretrained)
+    return timm_preprocessing(config, architecture), config["crop_pct"]
+
+
+# Hugging Face hub folders of timm models -----------------------------------------------------
+
+HUB_PREFIX = "hf-hub:"
+HUB_WEIGHTS_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm's push_to_hub writes
+
+
+def import_hub_repo(
+    repo_id: str, *, options: PreprocessingOptions | None = None, model_name: str | None = None
+) -> ImportedModel:
+    """`hf-hub:ORG/NAME`: a timm model's hub repository, from the Hugging Face Hub cache (or downloaded)."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = snapshot_download(repo_id, allow_patterns=["config.json", *HUB_WEIGHTS_FILES])
+    except Exception as error:  # the hub's errors (offline, not cached, unknown repo) come in many types
+        raise ImportFailed(
+            f"could not get {HUB_PREFIX}{repo_id} from the Hugging Face Hub: {_first_line(error)}"
+        ) from None
+    return import_hub_folder(
+        Path(folder), options=options, model_name=model_name or repo_id.rpartition("/")[2], repo_id=repo_id
+    )
+
+
+def import_hub_folder(
+    folder: Path,
+    *,
+    labels_path: Path | None = None,
+    options: PreprocessingOptions | None = None,
+    model_name: str | None = None,
+    repo_id: str | None = None,
+) -> ImportedModel:
+    """A timm model as the hub keeps it: config.json (architecture, labels, pretrained_cfg), weights."""
+    config = _hub_config(folder)
+    architecture = TIMM_PREFIX + config["architecture"]
+    check_architecture(architecture)
+    weights = next((folder / name for name in HUB_WEIGHTS_FILES if (folder / name).is_file()), None)
+    if weights is None:
+        raise ImportFailed(f"{folder} holds config.json but none of {', '.join(HUB_WEIGHTS_FILES)}")
+    notes: list[str] = []
+    labels = read_labels(labels_path, warn=notes.append) if labels_path else _hub_labels(folder, config)
+    declared = config.get("num_classes")
+    if isinstance(declared, int) and declared != len(labels):
+        raise ImportFailed(
+            f"{folder}/config.json declares {declared} classes but {len(labels)} labels are given"
+        )
+    pretrained_cfg = config.get("pretrained_cfg") or {}
+    preprocessing = (options or PreprocessingOptions()).resolve(architecture, pretrained_cfg)
+    provenance = Provenance(
+        kind="timm" if repo_id else "file",
+        name=f"{HUB_PREFIX}{repo_id}" if repo_id else folder.name,
+        url=f"https://huggingface.co/{repo_id}" if repo_id else None,
+        sha256=file_sha256(weights),
+        license=pretrained_cfg.get("license") if isinstance(pretrained_cfg.get("license"), str) else None,
+    )
+    return _import_weights(
+        architecture,
+        weights,
+        labels,
+        preprocessing,
+        model_name or name_from_file(folder),
+        ema=False,
+        strip_prefix=None,
+        head=None,
+        notes=notes,
+        provenance=provenance,
+    )
+
+
+def _hub_config(folder: Path) -> dict[str, Any]:
+    path = folder / "config.json"
+    if not path.is_file():
+        raise ImportFailed(
+            f"{folder} is a folder without config.json: give a Hugging Face hub folder of a timm model "
+            "(config.json beside model.safetensors), or the weights file itself"
+        )
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ImportFailed(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(config, dict) or not isinstance(config.get("architecture"), str):
+        raise ImportFailed(f'{path} names no timm architecture (its "architecture" key)')
+    if config.get("pretrained_cfg") is not None and not isinstance(config["pretrained_cfg"], dict):
+        raise ImportFailed(f"{path}: pretrained_cfg must be an object")
+    return config
+
+
+def _hub_labels(folder: Path, config: Mapping[str, Any]) -> list[str]:
+    """config.json's label_names, as their readable label_descriptions when it has them."""
+    names = config.get("label_names")
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names) or not names:
+        raise ImportFailed(f"{folder}/config.json lists no label_names: give the labels with --labels FILE")
+    descriptions = config.get("label_descriptions")
+    if isinstance(descriptions, dict):
+        return [str(descriptions.get(name, name)) for name in names]
+    return list(names)
+
+
 def import_weights_file(
     architecture: str,
     weights_path: Path,
     labels_path: Path,
-    preprocessing: Preprocessing,
+    preprocessing: Preprocessing | PreprocessingOptions,
     model_name: str | None = None,
     *,
     ema: bool = False,
@@ -302,6 +455,32 @@ def import_weights_file(
     check_architecture(architecture)
     notes: list[str] = []
     labels = read_labels(labels_path, warn=notes.append)
+    return _import_weights(
+        architecture,
+        weights_path,
+        labels,
+        preprocessing if isinstance(preprocessing, Preprocessing) else preprocessing.resolve(architecture),
+        model_name,
+        ema=ema,
+        strip_prefix=strip_prefix,
+        head=head,
+        notes=notes,
+    )
+
+
+def _import_weights(
+    architecture: str,
+    weights_path: Path,
+    labels: Sequence[str],
+    preprocessing: Preprocessing,
+    model_name: str | None,
+    *,
+    ema: bool,
+    strip_prefix: str | None,
+    head: str | None,
+    notes: list[str],
+    provenance: Provenance | None = None,
+) -> ImportedModel:
     checkpoint = read_checkpoint(weights_path, ema=ema)
     expected = tuple(meta_model(architecture, len(labels)).state_dict())
     fitted = fit_keys(checkpoint.state_dict, expected, strip_prefix=strip_prefix, prefer_ema=ema)
@@ -312,7 +491,9 @@ def import_weights_file(
         notes.append(f"head: {network.head.describe()}")
     if network.input_conv is not None:
         notes.append(f"input: 1 channel ({network.input_conv}); serving converts images to greyscale")
-    provenance = Provenance(kind="file", name=weights_path.name, sha256=file_sha256(weights_path))
+    provenance = provenance or Provenance(
+        kind="file", name=weights_path.name, sha256=file_sha256(weights_path)
+    )
     imported = _imported(
         architecture,
         labels,
@@ -342,7 +523,7 @@ def _fit_channels(preprocessing: Preprocessing, network: NetworkFit) -> Preproce
 
 def name_from_file(path: Path) -> str:
     """A valid model name from a file name: Lightning's `epoch=4-step=120.ckpt` -> `epoch-4-step-120`."""
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem).strip("-._")[:128]
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", path.name if path.is_dir() else path.stem).strip("-._")[:128]
     return name or "model"
 
 

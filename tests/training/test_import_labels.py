@@ -130,12 +130,12 @@ def test_a_class_index_file_imports_through_the_command_line(
         (
             ["--mean", "nan", "0.4", "0.4"],
             1,
-            "preprocessing.mean must be three finite numbers, got (nan, 0.4, 0.4)",
+            "preprocessing.mean must be three finite numbers (one per input channel), got (nan, 0.4, 0.4)",
         ),
         (
             ["--std", "inf", "0.2", "0.2"],
             1,
-            "preprocessing.std must be three finite numbers, got (inf, 0.2, 0.2)",
+            "preprocessing.std must be three finite numbers (one per input channel), got (inf, 0.2, 0.2)",
         ),
         (
             ["--mean", "123.7", "116.3", "103.5"],
