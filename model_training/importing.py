@@ -332,7 +332,8 @@ def _default_preprocessing(
 
     check_timm_architecture(architecture)
     model = meta_model(architecture, 2)
-    pretrained = {**model.pretrained_cfg, **(timm_config or {})}
+    own: dict[str, Any] = dict(getattr(model, "pretrained_cfg", None) or {})
+    pretrained = {**own, **(timm_config or {})}
     config = timm.data.resolve_data_config({}, pretrained_cfg=pretrained)
     return timm_preprocessing(config, architecture), config["crop_pct"]
 

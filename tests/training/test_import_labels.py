@@ -150,7 +150,11 @@ def test_a_class_index_file_imports_through_the_command_line(
             "error: import: argument --interpolation: invalid choice: 'lanczos'",
         ),
         (["--image-size", "x"], 2, "error: import: argument --image-size: "),
-        (["--mean", "0.5"], 2, "error: import: argument --mean: expected 3 arguments (see --help)"),
+        (
+            ["--mean", "0.5"],
+            1,
+            "preprocessing.mean must be three finite numbers (one per input channel), got (0.5)",
+        ),
         (
             ["--labels-typo", "x"],
             2,
