@@ -20,11 +20,13 @@ import pytest
 import torch
 import torchvision
 import torchvision.transforms as transforms
-from tests.imported_models import Transform, fit_head, full_decode, photos, picture_classes
-from tests.local_server import serve_store
+from tests.support.imported_models import Transform, fit_head, full_decode, photos, picture_classes
+from tests.support.local_server import serve_store
 
 from lambda_src.artifact import Manifest
 from model_training.cli import main
+from tests.support.imported_models import Transform, fit_head, full_decode, photos, picture_classes
+from tests.support.local_server import serve_store
 
 from .conftest import curl
 

@@ -12,11 +12,12 @@ import pytest
 import torch
 import torchvision
 import torchvision.transforms as transforms
-from tests.imported_models import MAX_PIXELS, fit_head, full_decode, photos
+from tests.support.imported_models import MAX_PIXELS, fit_head, full_decode, photos
 from torchvision.transforms import InterpolationMode
 
 from lambda_src.artifact import INTERPOLATIONS, Preprocessing
 from lambda_src.classifier import ModelInput
+from tests.support.imported_models import MAX_PIXELS, fit_head, full_decode, photos
 
 CROPS = (128, 160, 192, 224, 256, 288)
 TOLERANCE = 2e-3

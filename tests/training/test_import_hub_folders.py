@@ -18,7 +18,7 @@ from timm.models._hub import save_for_hf
 
 from lambda_src.artifact import Manifest, Preprocessing
 from model_training.cli import main
-from tests.imported_models import HUB_COMMIT, full_decode, photos, served_input, use_hub_cache
+from tests.support.imported_models import HUB_COMMIT, full_decode, photos, served_input, use_hub_cache
 
 LABELS = ["cat", "dog", "fox"]
 NAME = "mobilenetv3_small_050"
