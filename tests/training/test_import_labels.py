@@ -130,20 +130,23 @@ def test_a_class_index_file_imports_through_the_command_line(
         (
             ["--mean", "nan", "0.4", "0.4"],
             1,
-            "preprocessing.mean must be three finite numbers (one per input channel), got (nan, 0.4, 0.4)",
+            "preprocessing.mean must be three numbers (finite ones), got (nan, 0.4, 0.4)",
         ),
         (
             ["--std", "inf", "0.2", "0.2"],
             1,
-            "preprocessing.std must be three finite numbers (one per input channel), got (inf, 0.2, 0.2)",
+            "preprocessing.std must be three numbers (finite ones), got (inf, 0.2, 0.2)",
         ),
         (
             ["--mean", "123.7", "116.3", "103.5"],
             1,
-            "preprocessing.mean must lie in [0, 1], got (123.7, 116.3, 103.5) "
-            "(mean and std are on the 0-1 scale",
+            "preprocessing.mean must be from 0 to 1 (pixels are scaled to 0-1), got (123.7, 116.3, 103.5)",
         ),
-        (["--std", "0", "0.2", "0.2"], 1, "preprocessing.std must lie in [0.001, 1], got (0, 0.2, 0.2)"),
+        (
+            ["--std", "0", "0.2", "0.2"],
+            1,
+            "preprocessing.std must be from 0.01 to 10 (pixels are scaled to 0-1), got (0.0, 0.2, 0.2)",
+        ),
         (
             ["--interpolation", "lanczos"],
             2,
@@ -153,7 +156,7 @@ def test_a_class_index_file_imports_through_the_command_line(
         (
             ["--mean", "0.5"],
             1,
-            "preprocessing.mean must be three finite numbers (one per input channel), got (0.5)",
+            "preprocessing.mean must be three numbers (finite ones), got (0.5,)",
         ),
         (
             ["--labels-typo", "x"],
@@ -235,10 +238,8 @@ def test_weights_holding_nan_are_not_published(capsys: pytest.CaptureFixture[str
     code, out, err = run(capsys, "publish", str(tmp_path / "out"), "--store", str(tmp_path / "store"))
 
     assert code == 1 and out == ""
-    assert err == (
-        f"error: {tmp_path / 'out' / 'model.pt'} holds NaN or infinity (first in classifier.3.weight): "
-        "training diverged; such a model answers NaN scores, so it is not published\n"
-    )
+    assert err.startswith(f"error: {tmp_path / 'out' / 'model.pt'} holds NaN or infinite values")
+    assert "(in classifier.3.weight)" in err and err.count("\n") == 1
     assert not (tmp_path / "store").exists()
-    with pytest.raises(Exception, match="NaN or infinity"):
+    with pytest.raises(Exception, match="NaN or infinite"):
         publish(tmp_path / "out", str(tmp_path / "store"), progress=False)
