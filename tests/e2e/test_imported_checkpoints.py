@@ -20,8 +20,6 @@ import pytest
 import torch
 import torchvision
 import torchvision.transforms as transforms
-from tests.support.imported_models import Transform, fit_head, full_decode, photos, picture_classes
-from tests.support.local_server import serve_store
 
 from lambda_src.artifact import Manifest
 from model_training.cli import main

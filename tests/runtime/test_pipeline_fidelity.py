@@ -12,7 +12,6 @@ import pytest
 import torch
 import torchvision
 import torchvision.transforms as transforms
-from tests.support.imported_models import MAX_PIXELS, fit_head, full_decode, photos
 from torchvision.transforms import InterpolationMode
 
 from lambda_src.artifact import INTERPOLATIONS, Preprocessing
