@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from aws_cdk import Annotations, Duration
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
@@ -19,6 +19,8 @@ from stacks.config import Architecture
 from stacks.container_function import ContainerFunction
 
 LIVE_ALIAS_NAME = "live"
+# The id of CDK's warning on a SnapStart function (aws-cdk-lib aws_lambda).
+SNAP_START_REQUIRES_PUBLISH = "@aws-cdk/aws-lambda:snapStartRequirePublish"
 
 
 class InferenceFunction(ContainerFunction):
@@ -82,3 +84,10 @@ class InferenceFunction(ContainerFunction):
             LIVE_ALIAS_NAME,
             provisioned_concurrent_executions=provisioned_concurrency or None,
         )
+        if snap_start:
+            # CDK warns that SnapStart needs published versions; `live` always names one
+            # (function.current_version), so every snapshot belongs to a published version.
+            Annotations.of(self.function).acknowledge_warning(
+                SNAP_START_REQUIRES_PUBLISH,
+                "the live alias points at function.current_version, a published version",
+            )
