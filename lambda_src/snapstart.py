@@ -30,7 +30,7 @@ import time
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from lambda_src.contract import Metric
+from lambda_src.contract import Metric, ModelEngine
 from lambda_src.cpus import available_cpus
 from lambda_src.errors import ModelUnavailable
 from lambda_src.prefetch import PrefetchingStore
@@ -96,9 +96,7 @@ class SnapshotLifecycle:
         started = time.perf_counter()
         forget_aws_session()
         reseed_random()
-        from lambda_src.loader import configure_threads  # imported at init already: no cost here
-
-        threads = configure_threads(self.service.settings.torch_threads)
+        threads = self._restore_threads()
         self.service.mark_restored()
         duration_ms = (time.perf_counter() - started) * 1000
         model = self.service.model
@@ -118,6 +116,19 @@ class SnapshotLifecycle:
                 Metric.RESTORE_DURATION: (MetricUnit.Milliseconds, duration_ms),
             }
         )
+
+    def _restore_threads(self) -> int | None:
+        """The engine's intra-op threads for this environment's CPUs (None: no model loaded)."""
+        settings = self.service.settings
+        if settings.engine is ModelEngine.TORCH:
+            from lambda_src.loader import configure_threads  # imported at init already: no cost here
+
+            return configure_threads(settings.torch_threads)
+        # ONNX Runtime sizes its thread pool when the session opens, and never imports torch. A
+        # restore runs on the memory, so the vCPUs, of the version that was snapshotted: the
+        # session's pool already fits.
+        model = self.service.model
+        return getattr(model, "threads", None)
 
 
 def forget_aws_session() -> None:

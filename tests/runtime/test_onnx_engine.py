@@ -217,7 +217,8 @@ def test_the_batch_worker_serves_with_either_engine(onnx_store: OnnxStore, tmp_p
 
 
 # The Lambda entry point with MODEL_ENGINE=onnxruntime, in a fresh interpreter where importing torch
-# or torchvision fails: the handler loads, answers /health and /predict, and neither was imported.
+# or torchvision fails: the handler loads, answers /health and /predict, goes through SnapStart's
+# hooks and answers again, and neither was imported.
 WITHOUT_TORCH = """
 import base64, json, sys
 class NoTorch:
@@ -230,9 +231,16 @@ from lambda_src import handler
 events = json.load(open(sys.argv[1]))
 health = handler.lambda_handler(events["health"], None)
 predict = handler.lambda_handler(events["predict"], None)
+# SnapStart's hooks, as the runtime client runs them around a snapshot and its restore
+from lambda_src.snapstart import SnapshotLifecycle
+lifecycle = SnapshotLifecycle(handler.service)
+lifecycle.before_snapshot()
+lifecycle.after_restore()
+restored = handler.lambda_handler(events["predict"], None)
 imported = sorted({name.split(".")[0] for name in sys.modules} & {"torch", "torchvision", "timm"})
 print(json.dumps({
     "health": health["statusCode"], "predict": predict["statusCode"], "body": json.loads(predict["body"]),
+    "restored": restored["statusCode"],
     "imported": imported, "onnxruntime": "onnxruntime" in sys.modules,
 }))
 """
@@ -265,7 +273,7 @@ def test_the_handler_serves_with_onnxruntime_and_never_imports_torch(
     )
     assert finished.returncode == 0, finished.stderr[-3000:]
     result = json.loads(finished.stdout.strip().splitlines()[-1])
-    assert (result["health"], result["predict"]) == (200, 200), result
+    assert (result["health"], result["predict"], result["restored"]) == (200, 200, 200), result
     assert result["body"]["results"][0]["predictions"][0]["index"] == 1
     assert result["imported"] == [] and result["onnxruntime"]
 
