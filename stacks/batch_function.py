@@ -8,6 +8,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from lambda_src.artifact import LATEST
 from lambda_src.contract import BATCH_HANDLER, ModelEngine
 from stacks.batch_locations import BatchLocations
 from stacks.config import Architecture
@@ -49,7 +50,7 @@ class BatchFunction(ContainerFunction):
             model_bucket=model_bucket,
             model_prefix=model_prefix,
             model_name=model_name,
-            model_version="latest",  # a default only: each job names its resolved version
+            model_version=LATEST,  # a default only: each job names its resolved version
             architecture=architecture,
             engine=engine,
             memory_size_mb=memory_size_mb,

@@ -19,6 +19,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from lambda_src.artifact import model_prefix as artifact_model_prefix
+from lambda_src.artifact import s3_store_uri
 from lambda_src.contract import (
     ENV_MODEL_ENGINE,
     ENV_MODEL_NAME,
@@ -51,7 +52,7 @@ def image_platform(architecture: Architecture) -> ecr_assets.Platform:
 
 def model_store_uri(model_bucket: s3.IBucket, model_prefix: str) -> str:
     """The model store as the image reads it (MODEL_STORE) and `publish` writes to it."""
-    return f"s3://{model_bucket.bucket_name}/{model_prefix}"
+    return s3_store_uri(model_bucket.bucket_name, model_prefix)
 
 
 class ContainerFunction(Construct):
