@@ -42,6 +42,7 @@ from lambda_src.ranking import ClassifierBase, Prediction
 from lambda_src.timing import Phase, PhaseTimer, optional_phase
 
 _PILLOW_FILTERS = {
+    "nearest": Image.Resampling.NEAREST,
     "bilinear": Image.Resampling.BILINEAR,
     "bicubic": Image.Resampling.BICUBIC,
 }
@@ -146,21 +147,24 @@ def warm_up(model: LoadedOnnxModel) -> None:
 
 
 def preprocess(image: Image.Image, preprocessing: Preprocessing) -> np.ndarray:
-    """The (3, crop, crop) float32 input `eval_transform` makes of the RGB `image`, in Pillow and numpy."""
+    """The (channels, crop, crop) float32 input `eval_transform` makes of `image`, in Pillow and numpy.
+
+    Resize and crop use Pillow's filters on the image, as the torch engine's transform does.
+    """
+    if preprocessing.channels == 1:
+        image = image.convert("L")  # what torchvision's Grayscale does to a PIL image
     width, height = image.size
     new_width, new_height = resized_size(width, height, preprocessing.resize)
     if (new_width, new_height) == (width, height):
         pixels = np.asarray(image, dtype=np.uint8)
-    elif preprocessing.interpolation == "nearest":
-        rows = _nearest_indices(height, new_height)
-        columns = _nearest_indices(width, new_width)
-        pixels = np.asarray(image, dtype=np.uint8)[rows[:, None], columns[None, :]]
     else:
         filter_ = _PILLOW_FILTERS[preprocessing.interpolation]
         pixels = np.asarray(image.resize((new_width, new_height), filter_), dtype=np.uint8)
     crop = preprocessing.crop
     top = round((new_height - crop) / 2.0)  # torchvision rounds half to even, as round() does
     left = round((new_width - crop) / 2.0)
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
     cropped = pixels[top : top + crop, left : left + crop]
     scaled = cropped.astype(np.float32) / np.float32(255)
     mean = np.asarray(preprocessing.mean, dtype=np.float32)
@@ -173,17 +177,6 @@ def resized_size(width: int, height: int, shorter_side: int) -> tuple[int, int]:
     short, long = (width, height) if width <= height else (height, width)
     new_short, new_long = shorter_side, int(shorter_side * long / short)
     return (new_short, new_long) if width <= height else (new_long, new_short)
-
-
-def _nearest_indices(size: int, new_size: int) -> np.ndarray:
-    """torch's "nearest" source index of each output pixel: floor(i * (size / new_size)) in float32."""
-    if new_size == size:
-        return np.arange(size)
-    if new_size == 2 * size:
-        return np.arange(new_size) // 2
-    scale = np.float32(size) / np.float32(new_size)
-    indices = np.floor(np.arange(new_size, dtype=np.float32) * scale).astype(np.int64)
-    return np.minimum(indices, size - 1)
 
 
 class OnnxModelInput:
@@ -199,7 +192,11 @@ class OnnxModelInput:
         """The (3, crop, crop) input for the image `data`; a 4xx `ApiError` naming `what` if unusable."""
         with optional_phase(timer, Phase.DECODE):
             image = decode_image(
-                data, max_pixels=self.max_pixels, min_side=self.preprocessing.resize, what=what
+                data,
+                max_pixels=self.max_pixels,
+                min_side=self.preprocessing.resize,
+                what=what,
+                reduce=self.preprocessing.interpolation != "nearest",  # as the torch engine decodes
             )
         with optional_phase(timer, Phase.PREPROCESS):
             return preprocess(image, self.preprocessing)

@@ -12,10 +12,12 @@ waits for it longer than that.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Mapping
 
-from lambda_src.artifact import Manifest, manifest_key, weights_key
+from lambda_src.artifact import Manifest, manifest_key, onnx_key, weights_key
+from lambda_src.contract import ModelEngine
 from lambda_src.deadlines import Deadline
 from lambda_src.errors import ModelArtifactError
 from lambda_src.model_store import (
@@ -26,6 +28,7 @@ from lambda_src.model_store import (
     open_store,
     resolve_version,
 )
+from lambda_src.settings import model_engine
 
 
 def prefetch_from_env(environ: Mapping[str, str] | None = None) -> PrefetchingStore | None:
@@ -33,18 +36,23 @@ def prefetch_from_env(environ: Mapping[str, str] | None = None) -> PrefetchingSt
 
     A misconfigured environment also gives None: the service reports it as usual.
     """
+    env = dict(environ) if environ is not None else None
     try:
-        location = ModelLocation.from_env(dict(environ) if environ is not None else None)
+        location = ModelLocation.from_env(env)
+        engine = model_engine(env if env is not None else dict(os.environ))
     except ValueError:
         return None
-    return PrefetchingStore.for_s3(location)
+    return PrefetchingStore.for_s3(location, engine=engine)
 
 
 class PrefetchingStore:
     """A model store that fetches `location`'s objects in the background from its creation."""
 
-    def __init__(self, store: S3ModelStore, location: ModelLocation) -> None:
+    def __init__(
+        self, store: S3ModelStore, location: ModelLocation, *, engine: ModelEngine = ModelEngine.TORCH
+    ) -> None:
         self.store = store
+        self.engine = engine  # which model file the engine reads: model.pt or model.onnx
         self.prefix = store.prefix
         self.store_uri = store.store_uri
         self.location = location
@@ -57,13 +65,15 @@ class PrefetchingStore:
         self._thread.start()
 
     @classmethod
-    def for_s3(cls, location: ModelLocation) -> PrefetchingStore | None:
+    def for_s3(
+        cls, location: ModelLocation, *, engine: ModelEngine = ModelEngine.TORCH
+    ) -> PrefetchingStore | None:
         """A prefetching store when `location` is in S3; None for local stores and bad URIs."""
         try:
             store = open_store(location.store_uri)
         except ValueError:  # the loader reports it
             return None
-        return cls(store, location) if isinstance(store, S3ModelStore) else None
+        return cls(store, location, engine=engine) if isinstance(store, S3ModelStore) else None
 
     def read(self, key: str, *, size: int | None = None) -> bytes:
         """The object at `key`: what the prefetch got (bytes or its error) the first time, else read now."""
@@ -98,13 +108,17 @@ class PrefetchingStore:
         return self.store.describe(key)
 
     def _fetch(self) -> None:
-        """LATEST (if followed), the manifest, the weights; stop quietly at the first failure."""
+        """LATEST (if followed), the manifest, the engine's model file; stop quietly at the first failure."""
         name = self.location.model_name
         try:
             version = resolve_version(_Keeping(self), name, self.location.version)
             manifest = Manifest.from_json(self._keep(manifest_key(self.prefix, name, version)))
-            # The manifest's size: weights of another size are refused before they are read.
-            self._keep(weights_key(self.prefix, name, version), size=manifest.weights_size_bytes)
+            # The manifest's size: a file of another size is refused before it is read.
+            if self.engine is ModelEngine.ONNXRUNTIME:
+                if manifest.onnx is not None:  # else the engine answers no_onnx_export, reading nothing
+                    self._keep(onnx_key(self.prefix, name, version), size=manifest.onnx.size_bytes)
+            else:
+                self._keep(weights_key(self.prefix, name, version), size=manifest.weights_size_bytes)
         except Exception:  # the loader reads it again and reports the error as usual
             return
 

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import boto3
 import numpy as np
 import pytest
 import torch
@@ -25,8 +26,9 @@ from lambda_src.batch import BatchWorker, FolderImages, ModelCache
 from lambda_src.contract import ENV_MODEL_ENGINE, ENV_MODEL_NAME, ENV_MODEL_STORE, ModelEngine
 from lambda_src.cpus import available_cpus
 from lambda_src.images import decode_image
-from lambda_src.model_store import ModelLocation
-from lambda_src.onnx_engine import preprocess
+from lambda_src.model_store import ModelLocation, S3ModelStore
+from lambda_src.onnx_engine import load_onnx_model, preprocess
+from lambda_src.prefetch import PrefetchingStore, prefetch_from_env
 from lambda_src.preprocessing import eval_transform
 from lambda_src.service import InferenceService
 from lambda_src.settings import RuntimeSettings
@@ -36,6 +38,8 @@ from tests.support.events import api_gateway_event, body_of
 from tests.support.imported_models import MAX_PIXELS, fit_head, landscape, photos
 from tests.support.imported_models import encode as encode_image
 from tests.support.tiny_model import make_manifest, state_dict_bytes
+
+from .conftest import PREFIX, ModelBucket
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
@@ -286,3 +290,38 @@ def test_an_unknown_engine_is_a_misconfiguration() -> None:
     assert response["statusCode"] == 503
     error = body_of(response)["error"]
     assert error["reason"] == "misconfigured"
+
+
+def test_the_s3_prefetch_fetches_the_engines_model_file(
+    onnx_store: OnnxStore, model_bucket: ModelBucket
+) -> None:
+    # Given the published versions in S3 (the local store has the bucket's layout)
+    for path in onnx_store.root.rglob("*"):
+        if path.is_file():
+            model_bucket.write(f"{PREFIX}/{path.relative_to(onnx_store.root).as_posix()}", path.read_bytes())
+    reads: list[str] = []
+    client = boto3.client("s3", region_name="eu-west-1")
+    client.meta.events.register(
+        "before-parameter-build.s3.GetObject",
+        lambda params, **_: (
+            reads.append(params["Key"]) if params.get("Range", "bytes=0-").startswith("bytes=0-") else None
+        ),
+    )
+    name = onnx_store.model_names["bilinear"]
+    location = model_bucket.location(name)
+    # When the onnxruntime engine's init prefetches the model and loads it through the prefetch
+    prefetching = PrefetchingStore(
+        S3ModelStore(model_bucket.name, PREFIX, client=client), location, engine=ModelEngine.ONNXRUNTIME
+    )
+    loaded = load_onnx_model(location, threads=1, store=prefetching)
+    # Then it fetched model.onnx, not model.pt, each object once, and serves the version
+    assert sorted(reads) == sorted(
+        f"{PREFIX}/{name}/{file}" for file in ("LATEST", "v1/manifest.json", "v1/model.onnx")
+    )
+    assert loaded.manifest.model_name == name
+    # And the environment's engine reaches the prefetch the handler starts
+    from_env = prefetch_from_env(
+        {ENV_MODEL_STORE: location.store_uri, ENV_MODEL_NAME: name, ENV_MODEL_ENGINE: "onnxruntime"}
+    )
+    assert from_env is not None and from_env.engine is ModelEngine.ONNXRUNTIME
+    from_env.finish()
