@@ -38,7 +38,7 @@ def test_a_second_different_location_in_one_process_is_refused_with_a_clear_erro
     assert finished.returncode == 0, finished.stderr
     message = finished.stdout.strip().splitlines()[-1]
     assert message.startswith(
-        f"this process already serves first (latest) from {tmp_path}; it cannot also serve "
+        f"this process already serves first (latest) from {tmp_path} with torch; it cannot also serve "
     )
     assert f"second (latest) from {tmp_path}" in message
     assert "start another process" in message

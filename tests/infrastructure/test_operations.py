@@ -14,6 +14,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Match, Template
 
+from lambda_src.contract import ModelEngine
 from lambda_src.model_store import ModelLocation
 from lambda_src.service import InferenceService
 from lambda_src.telemetry import Telemetry
@@ -506,6 +507,7 @@ def _version_logical_id(model_version: str) -> str:
         model_name="demo-shapes",
         model_version=model_version,
         architecture=Architecture.X86_64,
+        engine=ModelEngine.TORCH,
         memory_size_mb=3008,
         timeout=Duration.seconds(20),
         ephemeral_storage_mb=512,

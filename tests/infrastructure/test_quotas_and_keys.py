@@ -134,7 +134,8 @@ def parse(**overrides: object) -> None:
             {"batch_output_bucket": "team-results", "batch_output_kms_key_arn": "alias/my-key"},
             r"'batch_output_kms_key_arn' has invalid value 'alias/my-key': allowed is empty or a KMS key ARN",
         ),
-        ({"enigne": "onnx"}, r"unknown context key 'enigne': no setting has that name"),
+        ({"enigne": "onnxruntime"}, r"unknown context key 'enigne': did you mean 'engine'\?"),
+        ({"colour": "blue"}, r"unknown context key 'colour': no setting has that name"),
         ({"memory_mb": 4096}, r"unknown context key 'memory_mb': did you mean 'memory_size_mb'\?"),
     ],
     ids=[
@@ -144,6 +145,7 @@ def parse(**overrides: object) -> None:
         "account limit below 100",
         "key without its bucket",
         "not a key ARN",
+        "misspelled engine",
         "unknown key",
         "misspelled key",
     ],
