@@ -22,6 +22,7 @@ from lambda_src.settings import correct_powertools_environment
 
 correct_powertools_environment()
 
+from lambda_src.engines import import_engine  # noqa: E402
 from lambda_src.lean_imports import without_dynamo  # noqa: E402
 from lambda_src.model_store import ModelLocation, bounded_s3_client  # noqa: E402
 from lambda_src.settings import RuntimeSettings  # noqa: E402
@@ -33,6 +34,9 @@ with without_dynamo():
 
 _location = ModelLocation.from_env()
 _settings = RuntimeSettings.from_env()
+# The chosen engine's modules now, as the API's handler imports them: init pays for them once, and
+# a package the image lacks fails init instead of the job's first batch.
+import_engine(_settings.engine)
 worker = BatchWorker(ModelCache(_location.store_uri, _location.model_name, settings=_settings))
 _logger = Telemetry.from_env().logger
 # Bounded as every S3 call of the runtime: a stalled read fails its image's line, not the batch.
