@@ -209,7 +209,7 @@ class OnnxClassifier(ClassifierBase):
 
     def __init__(self, model: LoadedOnnxModel, *, max_image_pixels: int) -> None:
         self.model = model
-        self.input = OnnxModelInput(model.manifest.preprocessing, max_pixels=max_image_pixels)
+        self._model_input = OnnxModelInput(model.manifest.preprocessing, max_pixels=max_image_pixels)
         # As in the torch engine: one forward pass at a time uses every thread without contention.
         self._forward_lock = threading.Lock()
 
@@ -217,6 +217,10 @@ class OnnxClassifier(ClassifierBase):
     def threads(self) -> int:
         """The session's intra-op threads."""
         return self.model.threads
+
+    def input(self, data: bytes, *, what: str = "the image", timer: PhaseTimer | None = None) -> np.ndarray:
+        """The model's (channels, crop, crop) input for the image `data`: decoded, then preprocessed."""
+        return self._model_input(data, what=what, timer=timer)
 
     def predict(self, inputs: Sequence[np.ndarray], top_k: int) -> list[list[Prediction]]:
         """The `top_k` most probable classes of each input, most probable first (one forward pass)."""
