@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Callable
 
 import boto3
@@ -17,12 +18,28 @@ import torch
 from lambda_src.model_store import S3ModelStore
 from lambda_src.prefetch import PrefetchingStore
 from lambda_src.service import InferenceService
-from lambda_src.snapstart import SnapshotLifecycle, SnapshotRefused
+from lambda_src.snapstart import RUNTIME_THREAD_PREFIXES, SnapshotLifecycle, SnapshotRefused
 from tests.support.events import api_gateway_event
 from tests.support.telemetry import CapturedTelemetry
 from tests.support.tiny_model import Publication
 
 from .conftest import MODEL_NAME, TEST_SETTINGS, ModelBucket
+
+
+@pytest.fixture(autouse=True)
+def _no_runtime_threads_of_other_tests() -> None:
+    """The hook refuses while any prefetch or part read runs in the process: let other tests' end first.
+
+    A test that gave up on a stalled store leaves its (daemon) read threads until their sockets
+    time out; they are not this test's, and a Lambda environment runs one service only.
+    """
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if not [t for t in threading.enumerate() if t.name.startswith(RUNTIME_THREAD_PREFIXES)]:
+            return
+        time.sleep(0.2)
+    running = sorted(t.name for t in threading.enumerate() if t.name.startswith(RUNTIME_THREAD_PREFIXES))
+    raise AssertionError(f"other tests' runtime threads still run after 60 s: {running}")
 
 
 def loaded_service(bucket: ModelBucket, store: PrefetchingStore | None = None) -> InferenceService:

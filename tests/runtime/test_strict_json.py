@@ -47,9 +47,13 @@ def test_outputs_that_are_not_finite_are_a_503_invalid_model_not_a_nan_score() -
     assert "not finite" in raised.value.detail
 
 
-def test_batch_lines_of_outputs_that_are_not_finite_are_errors_in_strict_json(tmp_path: Path) -> None:
+def test_batch_lines_of_outputs_that_are_not_finite_are_errors_in_strict_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "red.png").write_bytes(PNG)
-    cache = ModelCache(str(tmp_path), "overflows", loader=lambda *_, **__: _classifier().model)
+    # The cache loads through the engines' one entry point: here it gets the overflowing model.
+    monkeypatch.setattr("lambda_src.batch.load_classifier", lambda *_, **__: _classifier())
+    cache = ModelCache(str(tmp_path), "overflows")
     (line,) = BatchWorker(cache).classify(FolderImages(tmp_path), ["red.png"], version="v1")
     assert "predictions" not in line
     assert line["error"]["code"] == "model_unavailable"
