@@ -25,7 +25,7 @@ from tests.support.images import b64, coloured_image, encode
 pytestmark = pytest.mark.slow
 
 SNAP_START = {"AWS_LAMBDA_INITIALIZATION_TYPE": "snap-start"}
-BUCKET = "model-bucket"
+BUCKET = "snapstart-restore-models"  # its own: the moto server is shared with other rehearsal tests
 
 # A handler module that is the real one plus one after-restore hook that fails, registered after
 # the real hooks (the runtime client runs after-restore hooks in the order they were registered).
