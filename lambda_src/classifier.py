@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 import torch
 
 from lambda_src.artifact import Preprocessing
-from lambda_src.errors import ModelUnavailable, UnavailableReason
 from lambda_src.images import decode_image
 from lambda_src.preprocessing import eval_transform
 from lambda_src.ranking import ClassifierBase, Prediction
@@ -86,13 +85,7 @@ class ImageClassifier(ClassifierBase):
         batch = torch.stack(list(inputs))
         with self._forward_lock, torch.inference_mode():
             logits = self.model.network(batch)
-        if not torch.isfinite(logits).all():
-            # Warm-up proved the model finite on a blank image; this image overflows it. No score
-            # of NaN or infinity ever reaches a response: JSON cannot carry them.
-            raise ModelUnavailable(
-                UnavailableReason.INVALID_MODEL,
-                "the model's outputs for this input are not finite numbers (NaN or infinity)",
-            )
+        self.require_finite(bool(torch.isfinite(logits).all()))
         probabilities = torch.softmax(logits.float(), dim=1)
         scores, indices = probabilities.topk(self.capped_top_k(top_k), dim=1)
         return self.ranked(scores.tolist(), indices.tolist())

@@ -227,6 +227,7 @@ class OnnxClassifier(ClassifierBase):
         batch = np.stack(list(inputs)).astype(np.float32, copy=False)
         with self._forward_lock:
             (logits,) = self.model.session.run(None, {self.model.input_name: batch})
+        self.require_finite(bool(np.isfinite(logits).all()))
         probabilities = softmax(np.asarray(logits, dtype=np.float32))
         k = self.capped_top_k(top_k)
         indices = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]

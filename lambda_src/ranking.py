@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from lambda_src.artifact import Manifest
+from lambda_src.errors import ModelUnavailable, UnavailableReason
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,18 @@ class ClassifierBase:
         manifest = self.model.manifest
         model = {**self.model_id, "architecture": manifest.architecture, "num_classes": manifest.num_classes}
         return {"status": "ok", "model": model}
+
+    @staticmethod
+    def require_finite(outputs_are_finite: bool) -> None:
+        """Refuse outputs holding NaN or infinity: JSON cannot carry them, so no such score is served.
+
+        Warm-up proved the model finite on a blank image; an input can still overflow it.
+        """
+        if not outputs_are_finite:
+            raise ModelUnavailable(
+                UnavailableReason.INVALID_MODEL,
+                "the model's outputs for this input are not finite numbers (NaN or infinity)",
+            )
 
     def capped_top_k(self, top_k: int) -> int:
         """`top_k` as served: asking for more classes than the model has means all of them."""
