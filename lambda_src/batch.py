@@ -23,9 +23,19 @@ from typing import Any, Protocol
 
 from lambda_src.artifact import LATEST, check_name
 from lambda_src.contract import DEFAULT_TOP_K
+from lambda_src.deadlines import Deadline, DeadlineExceeded
 from lambda_src.engines import Classifier, load_classifier
 from lambda_src.errors import ApiError, NotFound, PayloadTooLarge
-from lambda_src.model_store import S3_MISSING_CODES, ModelLocation, open_store, resolve_version, s3_error_code
+from lambda_src.model_store import (
+    S3_MISSING_CODES,
+    STORE_CALL_BOUND_S,
+    BoundedCall,
+    ModelLocation,
+    cut_off_at,
+    open_store,
+    resolve_version,
+    s3_error_code,
+)
 from lambda_src.settings import RuntimeSettings
 
 MAX_TOP_K = 20  # keeps each line, and a batch's returned lines, small (Step Functions: 256 KB per state)
@@ -35,6 +45,10 @@ FORWARD_BATCH = 8  # input tensors per forward pass: bounds the memory of a batc
 # the images of a forward pass are read in parallel, so the CPU does not wait for each in turn.
 READ_THREADS = 4
 MAX_MESSAGE_CHARS = 300
+# A batch stops reading images this long before its invocation's timeout: the last forward pass
+# and the reply keep their time, and the batch answers with a line per image instead of timing out.
+READ_RESERVE_FRACTION = 0.2
+READ_RESERVE_MIN_S = 3.0
 
 
 class ImageUnreadable(Exception):
@@ -87,22 +101,45 @@ class FolderImages:
 
 @dataclass(frozen=True)
 class S3Images:
-    """Images in one S3 bucket (any endpoint boto3 is pointed at)."""
+    """Images in one S3 bucket (any endpoint boto3 is pointed at), each read within a total bound.
+
+    Every read ends within STORE_CALL_BOUND_S, whatever the store does (an answer that then
+    drips a byte a second included), and none outlasts `deadline` (the batch's time for
+    reading): an image not read by then gets its error line instead of holding the batch.
+    """
 
     bucket: str
     client: Any
+    deadline: Deadline | None = None
 
     def read(self, key: str, max_bytes: int) -> bytes:
+        bound_s = STORE_CALL_BOUND_S
+        if self.deadline is not None:
+            if self.deadline.passed:
+                raise ImageUnreadable(
+                    f"s3://{self.bucket}/{key} was not read: the batch's "
+                    f"{self.deadline.seconds:.0f} s for reading images ran out"
+                )
+            bound_s = min(bound_s, self.deadline.remaining())
+        try:
+            return cut_off_at(bound_s, lambda call: self._get(call, key, max_bytes), name="image-read")
+        except DeadlineExceeded:
+            raise ImageUnreadable(
+                f"cannot read s3://{self.bucket}/{key}: the store did not answer within {bound_s:.3g} s"
+            ) from None
+
+    def _get(self, call: BoundedCall, key: str, max_bytes: int) -> bytes:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            response = self.client.get_object(Bucket=self.bucket, Key=key)
+            response = call.reading(self.client.get_object(Bucket=self.bucket, Key=key))
             size = response["ContentLength"]
             if size > max_bytes:
                 response["Body"].close()
                 raise PayloadTooLarge(f"{key} is {size:,} bytes; the limit is {max_bytes:,}")
             with response["Body"] as body:
-                return body.read(max_bytes + 1)  # the caller refuses anything longer
+                data: bytes = body.read(max_bytes + 1)  # the caller refuses anything longer
+                return data
         except ClientError as error:
             code = s3_error_code(error)
             if code in S3_MISSING_CODES:
@@ -119,6 +156,12 @@ class S3Images:
         for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
             for item in page.get("Contents", []):
                 yield item["Key"]
+
+
+def reading_deadline(remaining_s: float) -> Deadline:
+    """The batch's time for reading images, of the `remaining_s` seconds its invocation has left."""
+    reserve = max(READ_RESERVE_MIN_S, READ_RESERVE_FRACTION * remaining_s)
+    return Deadline(max(0.0, remaining_s - reserve))
 
 
 def is_image_key(key: str) -> bool:

@@ -30,7 +30,15 @@ from lambda_src.telemetry import Telemetry  # noqa: E402
 
 # As in the API's handler: torchvision without torch._dynamo, which no classifier runs.
 with without_dynamo():
-    from lambda_src.batch import BatchInput, BatchWorker, ModelCache, S3Images, is_image_key, item_key
+    from lambda_src.batch import (
+        BatchInput,
+        BatchWorker,
+        ModelCache,
+        S3Images,
+        is_image_key,
+        item_key,
+        reading_deadline,
+    )
 
 _location = ModelLocation.from_env()
 _settings = RuntimeSettings.from_env()
@@ -49,22 +57,24 @@ def lambda_handler(event: object, context: object) -> Any:
         version = worker.models.resolve(str(event["resolve_model_version"]))
         return {"name": worker.models.model_name, "version": version}
     if isinstance(event, Mapping) and "Items" in event:
-        return classify_batch(event)
+        return classify_batch(event, context)
     raise ValueError(
         "expected a Distributed Map batch ({'Items', 'BatchInput'}) or {'resolve_model_version'}"
     )
 
 
-def classify_batch(event: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One result line per image item of the batch."""
+def classify_batch(event: Mapping[str, Any], context: object = None) -> list[dict[str, Any]]:
+    """One result line per image item of the batch, within the invocation's time (`context`'s)."""
     batch_input = BatchInput.from_event(event.get("BatchInput"))
     items = event["Items"]
     if not isinstance(items, list):
         raise ValueError("Items must be a list")
     keys = [key for key in map(item_key, items) if is_image_key(key)]
     started = time.perf_counter()
+    remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
+    deadline = reading_deadline(remaining_ms() / 1000) if callable(remaining_ms) else None
     lines = worker.classify(
-        S3Images(batch_input.bucket, _s3),
+        S3Images(batch_input.bucket, _s3, deadline),
         keys,
         version=batch_input.model_version,
         top_k=batch_input.top_k,

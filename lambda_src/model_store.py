@@ -224,7 +224,7 @@ def _is_weights(key: str) -> bool:
     return key.endswith(f"/{WEIGHTS_FILE}") or key == WEIGHTS_FILE
 
 
-class _Call:
+class BoundedCall:
     """One bounded store call: the responses it is reading, so giving up can cut them off."""
 
     def __init__(self) -> None:
@@ -247,6 +247,16 @@ class _Call:
             bodies = list(self._bodies)
         for body in bodies:
             _cut_off(body)
+
+
+def cut_off_at(bound_s: float, work: Callable[[BoundedCall], T], *, name: str) -> T:
+    """`work(call)`'s answer within `bound_s` seconds in total, else DeadlineExceeded.
+
+    The answers `work` registers with `call.reading` are cut off at the bound, so the thread
+    left reading a dripping body ends soon too.
+    """
+    call = BoundedCall()
+    return call_within(bound_s, lambda: work(call), give_up=call.give_up, name=name)
 
 
 def _cut_off(body: Any) -> None:
@@ -312,7 +322,7 @@ class S3ModelStore:
         return self._bounded(key, RANGED_READ_BOUND_S, lambda call: self._read_parts(call, key, size))
 
     def exists(self, key: str) -> bool:
-        def head(call: _Call) -> bool:
+        def head(call: BoundedCall) -> bool:
             try:
                 with self._errors(key):
                     self.client.head_object(Bucket=self.bucket, Key=key)
@@ -322,17 +332,16 @@ class S3ModelStore:
 
         return self._bounded(key, STORE_CALL_BOUND_S, head)
 
-    def _bounded(self, key: str, bound_s: float, work: Callable[[_Call], T]) -> T:
+    def _bounded(self, key: str, bound_s: float, work: Callable[[BoundedCall], T]) -> T:
         """`work`'s answer within `bound_s` seconds in total, else ModelArtifactError (its reads cut off)."""
-        call = _Call()
         try:
-            return call_within(bound_s, lambda: work(call), give_up=call.give_up, name="s3-call")
+            return cut_off_at(bound_s, work, name="s3-call")
         except DeadlineExceeded:
             raise ModelArtifactError(
                 f"cannot read {self.describe(key)}: the store did not answer within {bound_s:g} s"
             ) from None
 
-    def _read_whole(self, call: _Call, key: str, size: int | None) -> bytes:
+    def _read_whole(self, call: BoundedCall, key: str, size: int | None) -> bytes:
         with self._errors(key):
             response = call.reading(self.client.get_object(Bucket=self.bucket, Key=key))
             with response["Body"] as body:
@@ -340,7 +349,7 @@ class S3ModelStore:
                 data: bytes = body.read()
                 return data
 
-    def _read_parts(self, call: _Call, key: str, size: int | None) -> bytes:
+    def _read_parts(self, call: BoundedCall, key: str, size: int | None) -> bytes:
         with self._errors(key):
             first = call.reading(
                 self.client.get_object(Bucket=self.bucket, Key=key, Range=_byte_range(0, PART_BYTES))
@@ -365,7 +374,7 @@ class S3ModelStore:
                 )
         return buffer.getvalue()
 
-    def _get_part(self, call: _Call, key: str, etag: str, whole: memoryview, start: int) -> None:
+    def _get_part(self, call: BoundedCall, key: str, etag: str, whole: memoryview, start: int) -> None:
         """Read the part at `start` into `whole`, only from the object's version tagged `etag`."""
         length = min(PART_BYTES, len(whole) - start)
         response = call.reading(
@@ -404,7 +413,7 @@ def _configured_client(attempts: int) -> Any:
         raise Misconfigured(f"cannot make an S3 client from the function's AWS settings: {error}") from None
 
 
-def _each_in_parallel(items: Iterable[int], work: Callable[[int], None], call: _Call) -> None:
+def _each_in_parallel(items: Iterable[int], work: Callable[[int], None], call: BoundedCall) -> None:
     """`work(item)` for every item, PARTS_IN_FLIGHT at a time on daemon threads; the first error is raised.
 
     After a failure (or once the call is given up) the items not started are never worked on.

@@ -128,6 +128,33 @@ def test_every_image_gets_one_line_and_broken_ones_their_error(
     assert batch_handler.worker.models.loads == 1  # two batches, one load for the environment
 
 
+class InvocationContext:
+    """The part of Lambda's context object the handler reads: the invocation's time left."""
+
+    def __init__(self, remaining_ms: int) -> None:
+        self.remaining_ms = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+def test_a_batch_reads_images_only_within_its_invocations_time(
+    batch_handler: ModuleType, input_bucket: str
+) -> None:
+    items = [listing_item(key, len(data)) for key, data in GOOD.items()]
+    batch_input = {"bucket": input_bucket, "model_version": VERSION}
+    event = {"Items": items, "BatchInput": batch_input}
+    # With time to spare every image is classified
+    roomy = batch_handler.lambda_handler(event, InvocationContext(60_000))
+    assert all("predictions" in line for line in roomy)
+    # With less time left than the last forward pass and the reply need, none is read, each says why
+    short = batch_handler.lambda_handler(event, InvocationContext(2_000))
+    assert [line["key"] for line in short] == list(GOOD)
+    for line in short:
+        assert line["error"]["code"] == "read_failed"
+        assert "ran out" in line["error"]["message"]
+
+
 def test_an_image_over_the_size_limit_is_refused_before_it_is_read(
     batch_handler: ModuleType, input_bucket: str, model_bucket: ModelBucket
 ) -> None:
