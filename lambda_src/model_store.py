@@ -29,6 +29,7 @@ from urllib.parse import urlparse
 
 from lambda_src.artifact import (
     LATEST,
+    ONNX_FILE,
     WEIGHTS_FILE,
     Manifest,
     check_name,
@@ -76,6 +77,7 @@ RANGED_READ_BOUND_S = STORE_CALL_BOUND_S + PART_MAX_ATTEMPTS * (S3_CONNECT_TIMEO
 # 12 s, inside the function's timeout (20 s by default) with time left to build the model.
 MODEL_READ_BOUND_S = 7.0
 LOAD_READ_BOUND_S = 12.0
+MODEL_FILES = (WEIGHTS_FILE, ONNX_FILE)
 # A LATEST pointer or a manifest is a few kB: anything over this is refused before it is read.
 MAX_SMALL_OBJECT_BYTES = 1024 * 1024
 
@@ -186,14 +188,29 @@ class LocalModelStore:
         self.store_uri = str(root)
 
     def read(self, key: str, *, size: int | None = None) -> bytes:
-        path = self.root / key
+        with self.open(key, size=size) as file:
+            try:
+                return file.read()
+            except OSError as error:
+                raise ModelArtifactError(f"cannot read {self.describe(key)}: {error.strerror}") from None
+
+    def open(self, key: str, *, size: int | None = None) -> io.BufferedReader:
+        """The file at `key` opened for reading, its size checked first (as `read` checks it)."""
         try:
-            check_size(self.describe(key), path.stat().st_size, size, key)
-            return path.read_bytes()
+            file = self.path(key).open("rb")
         except FileNotFoundError:
             raise ArtifactNotFound(f"{self.describe(key)} does not exist") from None
         except OSError as error:
             raise ModelArtifactError(f"cannot read {self.describe(key)}: {error.strerror}") from None
+        try:
+            check_size(self.describe(key), os.fstat(file.fileno()).st_size, size, key)
+        except BaseException:
+            file.close()
+            raise
+        return file
+
+    def path(self, key: str) -> Path:
+        return self.root / key
 
     def exists(self, key: str) -> bool:
         return (self.root / key).is_file()
@@ -205,23 +222,24 @@ class LocalModelStore:
 def check_size(description: str, actual: int, expected: int | None, key: str) -> None:
     """Refuse an object of the wrong size (the manifest's, for the weights) before reading it.
 
-    Without an expected size only the weights may be large: a pointer or manifest over
-    MAX_SMALL_OBJECT_BYTES is refused.
+    Without an expected size only the model files (weights, ONNX export) may be large: a pointer
+    or manifest over MAX_SMALL_OBJECT_BYTES is refused.
     """
     if expected is not None and actual != expected:
         raise IntegrityError(
             f"{description} is {actual} bytes but the manifest says {expected}: "
             "the upload is incomplete or the object was replaced"
         )
-    if expected is None and not _is_weights(key) and actual > MAX_SMALL_OBJECT_BYTES:
+    if expected is None and not _is_model_file(key) and actual > MAX_SMALL_OBJECT_BYTES:
         raise ManifestError(
             f"{description} is {actual:,} bytes, more than a pointer or manifest ever is "
             f"({MAX_SMALL_OBJECT_BYTES:,})"
         )
 
 
-def _is_weights(key: str) -> bool:
-    return key.endswith(f"/{WEIGHTS_FILE}") or key == WEIGHTS_FILE
+def _is_model_file(key: str) -> bool:
+    """The weights or the ONNX export: the large objects, read in parallel parts into one buffer."""
+    return any(key.endswith(f"/{name}") or key == name for name in MODEL_FILES)
 
 
 class BoundedCall:
@@ -312,8 +330,8 @@ class S3ModelStore:
             self._client = self._part_client = None
 
     def read(self, key: str, *, size: int | None = None) -> bytes:
-        """The object at `key`: the weights in parallel parts, anything else (small) in one GET."""
-        if _is_weights(key):
+        """The object at `key`: a model file in parallel parts, anything else (small) in one GET."""
+        if _is_model_file(key):
             return self.read_in_parts(key, size=size)
         return self._bounded(key, STORE_CALL_BOUND_S, lambda call: self._read_whole(call, key, size))
 
@@ -480,15 +498,16 @@ class BoundedStore:
         self.deadline = deadline
 
     def read(self, key: str, *, size: int | None = None) -> bytes:
-        return self._within(key, lambda: self.store.read(key, size=size))
+        return self.within(key, lambda: self.store.read(key, size=size))
 
     def exists(self, key: str) -> bool:
-        return self._within(key, lambda: self.store.exists(key))
+        return self.within(key, lambda: self.store.exists(key))
 
     def describe(self, key: str) -> str:
         return self.store.describe(key)
 
-    def _within(self, key: str, work: Callable[[], T]) -> T:
+    def within(self, key: str, work: Callable[[], T]) -> T:
+        """`work`'s answer, or ModelArtifactError once the load's deadline has passed."""
         try:
             return call_within(self.deadline.remaining(), work, name="model-read")
         except DeadlineExceeded:

@@ -19,19 +19,27 @@ Neither this module nor anything it imports imports torch or torchvision
 
 from __future__ import annotations
 
+import hashlib
+import io
+import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
 
 import numpy as np
 import onnxruntime
 from PIL import Image
 
-from lambda_src.artifact import Manifest, Preprocessing, manifest_key, onnx_key, sha256_hex
+from lambda_src.artifact import Manifest, OnnxExport, Preprocessing, manifest_key, onnx_key, sha256_hex
 from lambda_src.cpus import available_cpus
 from lambda_src.errors import ArchitectureMismatch, IntegrityError, NoOnnxExport
 from lambda_src.images import decode_image
 from lambda_src.model_store import (
+    BoundedStore,
+    LocalModelStore,
     ModelLocation,
     ModelStore,
     open_model_store,
@@ -83,47 +91,97 @@ def load_onnx_model(
             f"with `python -m model_training export-onnx`, or serve it with MODEL_ENGINE=torch"
         )
     key = onnx_key(store.prefix, location.model_name, version)
-    with timer.phase("read_onnx"):
-        data = store.read(key, size=manifest.onnx.size_bytes)  # the manifest says how big it is
-    with timer.phase("verify_onnx"):
-        verify_onnx(data, manifest, store.describe(key))
     threads = threads if threads > 0 else available_cpus()
-    with timer.phase("create_session"):
-        session = create_session(data, threads, store.describe(key))
-    del data
+    with ExitStack() as open_files:
+        with timer.phase("read_and_verify_onnx"):
+            model_file = open_files.enter_context(verified_model_file(store, key, manifest))
+        with timer.phase("create_session"):
+            session = create_session(model_file, threads, store.describe(key))
     loaded = LoadedOnnxModel(manifest=manifest, session=session, threads=threads)
     with timer.phase("warm_up"):
         warm_up(loaded)
     return LoadedOnnxModel(manifest, session, threads, phases_ms=timer.rounded())
 
 
-def verify_onnx(data: bytes, manifest: Manifest, description: str) -> None:
-    """IntegrityError unless `data` has the size and SHA-256 the manifest's `onnx` records."""
+@contextmanager
+def verified_model_file(store: ModelStore, key: str, manifest: Manifest) -> Iterator[str | bytes]:
+    """A path ONNX Runtime opens to read exactly the bytes of `key` the manifest's `onnx` records.
+
+    ONNX Runtime given a path reads the file itself: no Python copy of the model beside the
+    session's own while it builds (given bytes, it copies them and keeps them for the session's
+    life). A file of a local store is opened once and verified through that descriptor, which
+    ONNX Runtime then reads (a file swapped in meanwhile is another file); bytes read from S3
+    go into an anonymous in-memory file (Linux's memfd), then the bytes are dropped.
+    """
     expected = manifest.onnx
     if expected is None:  # the caller checks first; kept for the type checker
-        raise NoOnnxExport(f"{description}: the manifest lists no ONNX export")
-    if len(data) != expected.size_bytes:
+        raise NoOnnxExport(f"{store.describe(key)}: the manifest lists no ONNX export")
+    opened = _open_verified_local(store, key, expected)
+    if opened is not None:
+        with opened:
+            yield _path_of(opened, Path(opened.name))
+        return
+    data = store.read(key, size=expected.size_bytes)  # the manifest says how big it is
+    _check_digest(sha256_hex(data), expected.sha256, store.describe(key))
+    if not hasattr(os, "memfd_create"):  # not Linux: ONNX Runtime is given the bytes
+        yield data
+        return
+    with os.fdopen(os.memfd_create("model.onnx"), "w+b") as memory_file:
+        memory_file.write(data)
+        del data
+        memory_file.flush()
+        yield _path_of(memory_file, None)
+
+
+def _open_verified_local(store: ModelStore, key: str, expected: OnnxExport) -> io.BufferedReader | None:
+    """The local store's file at `key`, open and verified (within the store's bound, if bounded).
+
+    None when the store is not a local folder.
+    """
+    if isinstance(store, LocalModelStore):
+        return _open_verified(store, key, expected)
+    if isinstance(store, BoundedStore) and isinstance(store.store, LocalModelStore):
+        local = store.store
+        return store.within(key, lambda: _open_verified(local, key, expected))
+    return None
+
+
+def _open_verified(store: LocalModelStore, key: str, expected: OnnxExport) -> io.BufferedReader:
+    opened = store.open(key, size=expected.size_bytes)
+    try:
+        _check_digest(hashlib.file_digest(opened, "sha256").hexdigest(), expected.sha256, store.describe(key))
+        opened.seek(0)
+    except BaseException:
+        opened.close()
+        raise
+    return opened
+
+
+def _path_of(file: IO[bytes], fallback: Path | None) -> str:
+    """A path that opens the same file as `file` (/proc/self/fd), or `fallback` where there is none."""
+    by_descriptor = Path(f"/proc/self/fd/{file.fileno()}")
+    if by_descriptor.exists() or fallback is None:
+        return str(by_descriptor)
+    return str(fallback)
+
+
+def _check_digest(actual: str, expected: str, description: str) -> None:
+    if actual != expected:
         raise IntegrityError(
-            f"{description} is {len(data)} bytes but the manifest says {expected.size_bytes}: "
-            "the upload is incomplete or the object was replaced"
-        )
-    actual = sha256_hex(data)
-    if actual != expected.sha256:
-        raise IntegrityError(
-            f"{description} has SHA-256 {actual} but the manifest says {expected.sha256}: "
+            f"{description} has SHA-256 {actual} but the manifest says {expected}: "
             "the file is corrupt or was replaced"
         )
 
 
-def create_session(data: bytes, threads: int, description: str) -> onnxruntime.InferenceSession:
-    """An ONNX Runtime CPU session over the model bytes, `threads` intra-op threads, one request at a time."""
+def create_session(model: str | bytes, threads: int, description: str) -> onnxruntime.InferenceSession:
+    """An ONNX Runtime CPU session over the model (path or bytes): `threads` threads, one call at a time."""
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3  # errors only: its warnings are about graph rewrites
     try:
-        return onnxruntime.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
+        return onnxruntime.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime raises its own types for every kind of bad model
         raise IntegrityError(
             f"{description} is not a model ONNX Runtime can load: {_first_line(error)}"

@@ -13,6 +13,7 @@ import math
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import boto3
@@ -37,6 +38,7 @@ from model_training.publishing import publish_artifact
 from tests.support.events import api_gateway_event, body_of
 from tests.support.imported_models import MAX_PIXELS, fit_head, landscape, photos
 from tests.support.imported_models import encode as encode_image
+from tests.support.telemetry import CapturedTelemetry
 from tests.support.tiny_model import make_manifest, state_dict_bytes
 
 from .conftest import PREFIX, ModelBucket
@@ -162,20 +164,47 @@ def test_a_version_without_onnx_answers_503_saying_so(onnx_store: OnnxStore) -> 
     assert make_service(onnx_store, onnx_store.without_onnx, ModelEngine.TORCH).load()
 
 
-def test_a_replaced_model_onnx_is_refused_as_invalid(onnx_store: OnnxStore, tmp_path: Path) -> None:
+@pytest.mark.parametrize("store_kind", ["local", "s3"])
+@pytest.mark.parametrize(
+    ("replace", "said"),
+    [
+        (lambda data: data[:-10] + b"0123456789", "SHA-256"),  # same size, other bytes
+        (lambda data: data[:-10], "but the manifest says"),  # truncated: refused by its size
+    ],
+    ids=["altered", "truncated"],
+)
+def test_a_replaced_model_onnx_is_refused_as_invalid(
+    onnx_store: OnnxStore,
+    model_bucket: ModelBucket,
+    tmp_path: Path,
+    store_kind: str,
+    replace: Callable[[bytes], bytes],
+    said: str,
+) -> None:
     name = onnx_store.model_names["bilinear"]
     copy = tmp_path / "store"
     subprocess.run(["cp", "-r", str(onnx_store.root), str(copy)], check=True)
     path = copy / onnx_key("", name, "v1")
-    path.write_bytes(path.read_bytes()[:-10] + b"0123456789")
+    path.write_bytes(replace(path.read_bytes()))
+    location = ModelLocation(str(copy), name)
+    if store_kind == "s3":
+        prefix = f"{PREFIX}/replaced-{len(path.read_bytes())}"
+        for file in copy.rglob("*"):
+            if file.is_file():
+                model_bucket.write(f"{prefix}/{file.relative_to(copy).as_posix()}", file.read_bytes())
+        location = ModelLocation(f"s3://{model_bucket.name}/{prefix}", name)
+    telemetry = CapturedTelemetry()
     service = InferenceService(
-        ModelLocation(str(copy), name), settings=RuntimeSettings(engine=ModelEngine.ONNXRUNTIME)
+        location, settings=RuntimeSettings(engine=ModelEngine.ONNXRUNTIME), telemetry=telemetry
     )
 
     response = service.handle(api_gateway_event("GET", "/health"))
 
     assert response["statusCode"] == 503
     assert body_of(response)["error"]["reason"] == "invalid_model"
+    (failure,) = telemetry.logs("model load failed")
+    assert said in failure["reason"]  # the log says what was wrong with which file
+    assert "model.onnx" in failure["reason"]
 
 
 @pytest.mark.parametrize(("requested", "expected"), [(0, available_cpus()), (1, 1)])
@@ -300,13 +329,16 @@ def test_the_s3_prefetch_fetches_the_engines_model_file(
         if path.is_file():
             model_bucket.write(f"{PREFIX}/{path.relative_to(onnx_store.root).as_posix()}", path.read_bytes())
     reads: list[str] = []
+    ranged: list[str] = []
     client = boto3.client("s3", region_name="eu-west-1")
-    client.meta.events.register(
-        "before-parameter-build.s3.GetObject",
-        lambda params, **_: (
-            reads.append(params["Key"]) if params.get("Range", "bytes=0-").startswith("bytes=0-") else None
-        ),
-    )
+
+    def record(params: dict, **_: object) -> None:
+        if params.get("Range", "bytes=0-").startswith("bytes=0-"):
+            reads.append(params["Key"])
+        if "Range" in params:
+            ranged.append(params["Key"])
+
+    client.meta.events.register("before-parameter-build.s3.GetObject", record)
     name = onnx_store.model_names["bilinear"]
     location = model_bucket.location(name)
     # When the onnxruntime engine's init prefetches the model and loads it through the prefetch
@@ -319,6 +351,8 @@ def test_the_s3_prefetch_fetches_the_engines_model_file(
         f"{PREFIX}/{name}/{file}" for file in ("LATEST", "v1/manifest.json", "v1/model.onnx")
     )
     assert loaded.manifest.model_name == name
+    # in byte ranges into one buffer, as the weights are (one whole GET would hold it twice)
+    assert ranged == [f"{PREFIX}/{name}/v1/model.onnx"]
     # And the environment's engine reaches the prefetch the handler starts
     from_env = prefetch_from_env(
         {ENV_MODEL_STORE: location.store_uri, ENV_MODEL_NAME: name, ENV_MODEL_ENGINE: "onnxruntime"}
