@@ -133,6 +133,16 @@ class ArchitectureMismatch(ModelArtifactError):
     reason = UnavailableReason.INVALID_MODEL
 
 
+class NonFiniteOutputs(ArchitectureMismatch):
+    """Warm-up's outputs on a blank image hold NaN or infinity: no request could be answered in JSON."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the model's outputs are not finite numbers (NaN or infinity): its weights hold "
+            "non-finite values or overflow; publish a model whose outputs are finite"
+        )
+
+
 class NoOnnxExport(ArtifactNotFound):
     """The version was published without `model.onnx`, so the onnxruntime engine cannot serve it."""
 

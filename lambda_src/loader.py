@@ -26,6 +26,7 @@ from lambda_src.errors import (
     ArchitectureMismatch,
     IntegrityError,
     ModelArtifactError,
+    NonFiniteOutputs,
 )
 from lambda_src.model_store import (
     LOAD_READ_BOUND_S,
@@ -194,10 +195,7 @@ def warm_up(network: torch.nn.Module, crop: int, channels: int = 3) -> None:
             f"the model cannot run on the manifest's {crop}x{crop} input: {_first_line(error)}"
         ) from None
     if not torch.isfinite(outputs).all():
-        raise ArchitectureMismatch(
-            "the model's outputs are not finite numbers (NaN or infinity): its weights hold "
-            "non-finite values or overflow; publish a model whose outputs are finite"
-        )
+        raise NonFiniteOutputs()
 
 
 def _first_line(error: BaseException) -> str:

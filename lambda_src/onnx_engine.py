@@ -3,13 +3,11 @@
 `load_onnx_model` is its `load` verb (resolve the version, verify `model.onnx` against
 the manifest, open an ONNX Runtime session with as many threads as the function has
 CPUs, warm it up); `OnnxClassifier` has the `input`, `predict` and `output` verbs.
-Decoding is serving's own (`lambda_src.images`); preprocessing is torchvision's
-eval pipeline (`lambda_src.preprocessing.eval_transform`) redone in Pillow and numpy:
+Decoding is serving's own (`lambda_src.images`); preprocessing is the torch engine's
+(`lambda_src.preprocessing.eval_transform`) redone in Pillow and numpy:
 
-- resize the shorter side to `resize` (the longer one truncated, as torchvision sizes it);
-  bilinear and bicubic with Pillow's antialiased filters, which torchvision's antialiased
-  uint8 resize reproduces to within one 8-bit step; nearest with torch's own source-pixel
-  rule (floor(i * in / out), in float32), which differs from Pillow's;
+- resize the shorter side to `resize` (the longer one truncated, as torchvision sizes it)
+  with the manifest's Pillow filter, as the torch engine does: the same pixels;
 - centre crop with torchvision's rounding; scale to [0, 1]; normalise with the manifest's
   mean and std, in float32.
 
@@ -35,7 +33,7 @@ from PIL import Image
 
 from lambda_src.artifact import Manifest, OnnxExport, Preprocessing, manifest_key, onnx_key, sha256_hex
 from lambda_src.cpus import available_cpus
-from lambda_src.errors import ArchitectureMismatch, IntegrityError, NoOnnxExport
+from lambda_src.errors import ArchitectureMismatch, IntegrityError, NonFiniteOutputs, NoOnnxExport
 from lambda_src.heap import release_freed_memory
 from lambda_src.images import decode_image
 from lambda_src.model_store import (
@@ -194,10 +192,14 @@ def create_session(model: str | bytes, threads: int, description: str) -> onnxru
 
 
 def warm_up(model: LoadedOnnxModel) -> None:
-    """One forward pass: checks the input and output shapes against the manifest, and warms the session."""
-    crop = model.manifest.preprocessing.crop
+    """One forward pass: checks the input and output shapes against the manifest, and warms the session.
+
+    As the torch engine's warm-up, it also refuses a model whose outputs are not numbers.
+    """
+    crop, channels = model.manifest.preprocessing.crop, model.manifest.preprocessing.channels
+    blank = np.zeros((1, channels, crop, crop), np.float32)
     try:
-        (logits,) = model.session.run(None, {model.input_name: np.zeros((1, 3, crop, crop), np.float32)})
+        (logits,) = model.session.run(None, {model.input_name: blank})
     except Exception as error:
         raise ArchitectureMismatch(
             f"the ONNX model cannot run on the manifest's {crop}x{crop} input: {_first_line(error)}"
@@ -207,6 +209,8 @@ def warm_up(model: LoadedOnnxModel) -> None:
             f"the ONNX model gives outputs of shape {list(np.shape(logits))}, but the manifest lists "
             f"{model.manifest.num_classes} classes"
         )
+    if not np.isfinite(logits).all():
+        raise NonFiniteOutputs()
 
 
 def preprocess(image: Image.Image, preprocessing: Preprocessing) -> np.ndarray:

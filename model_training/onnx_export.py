@@ -78,11 +78,18 @@ def export_onnx(weights: bytes, manifest: Manifest) -> OnnxArtifact:
 def _serving_network(weights: bytes, manifest: Manifest) -> torch.nn.Module:
     state_dict = read_state_dict(weights, "the weights")
     description = f"{manifest.architecture} with the manifest's {manifest.num_classes} classes"
-    return build_and_load(manifest.architecture, manifest.num_classes, state_dict, description).eval()
+    return build_and_load(
+        manifest.architecture,
+        manifest.num_classes,
+        state_dict,
+        description,
+        head=manifest.head,
+        input_conv=manifest.input_conv,
+    ).eval()
 
 
 def check_inputs(manifest: Manifest) -> torch.Tensor:
-    """The check images as the endpoint would feed them to the model: (8, 3, crop, crop)."""
+    """The check images as the endpoint would feed them to the model: (8, channels, crop, crop)."""
     preprocessing = manifest.preprocessing
     model_input = ModelInput(preprocessing, max_pixels=preprocessing.resize * preprocessing.resize * 4)
     tensors = []

@@ -143,19 +143,31 @@ def test_the_manifests_record_the_heads_and_the_input(cases: tuple[Path, dict[st
     assert activation.head.describe() == "classifier.3 = linear(1024->256)-relu-dropout-linear(256->4)"
     assert greyscale.head is None and greyscale.input_conv == "conv1"
     assert greyscale.preprocessing.channels == 1 and greyscale.preprocessing.mean == (0.5,)
+    # exported to ONNX as serving builds them: the custom head and the 1-channel stem
+    assert dropout.onnx is not None and greyscale.onnx is not None
     assert dropout.labels == activation.labels == greyscale.labels == LABELS
 
 
-@pytest.mark.parametrize("name", ["dropout-head", "activation-head", "greyscale"])
+# The onnxruntime engine serves what the import exported and checked beside the weights. The
+# activation-head fixture has no export: its fitted head magnifies float rounding (random backbone
+# features of the two photos barely differ) past the export check's bound, so publish leaves it out.
+SERVED = [
+    *((name, "torch") for name in ("dropout-head", "activation-head", "greyscale")),
+    ("dropout-head", "onnxruntime"),
+    ("greyscale", "onnxruntime"),
+]
+
+
+@pytest.mark.parametrize(("name", "engine"), SERVED)
 def test_the_endpoint_answers_what_the_users_own_evaluation_code_does(
-    cases: tuple[Path, dict[str, Case]], name: str, tmp_path: Path
+    cases: tuple[Path, dict[str, Case]], name: str, engine: str, tmp_path: Path
 ) -> None:
     store, by_name = cases
     case = by_name[name]
     photo = tmp_path / "hopper.png"
     photo.write_bytes(photos()["hopper-full.png"])
 
-    with serve_store(store, name, tmp_path / "server.log") as server:
+    with serve_store(store, name, tmp_path / "server.log", engine=engine) as server:
         status, body = curl(
             "-H", "Content-Type: image/png", "--data-binary", f"@{photo}", f"{server.url}/predict?top_k=4"
         )

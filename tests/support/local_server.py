@@ -72,8 +72,11 @@ def start_server(
 
 
 @contextmanager
-def serve_store(store: Path, model_name: str, log_path: Path) -> Iterator[ServerProcess]:
+def serve_store(
+    store: Path, model_name: str, log_path: Path, *, engine: str = "torch"
+) -> Iterator[ServerProcess]:
     """`python -m local_endpoint` serving `model_name` from `store`; must stop cleanly on Ctrl-C."""
-    running = start_server("local_endpoint", ["--store", str(store), "--model-name", model_name], log_path)
+    arguments = ["--store", str(store), "--model-name", model_name, "--engine", engine]
+    running = start_server("local_endpoint", arguments, log_path)
     yield running
     assert running.stop(signal.SIGINT) == 0, running.log()
