@@ -133,18 +133,18 @@ def test_a_bad_setting_never_stops_the_function_it_answers_503_with_the_reason(
     assert variable in function.log()  # the operator reads which setting to fix
 
 
-@pytest.mark.xfail(
-    reason="open: after init gave up on the dripping weights, the next load's LATEST read through "
-    "the same fault proxy is answered as missing (503 not_published instead of store_unreadable); "
-    "the bound itself holds",
-    strict=False,
-)
 def test_a_store_that_answers_then_drips_costs_a_bounded_init_and_503s_never_a_hang(
-    start_function: StartFunction, training_output: Path
+    start_function: StartFunction, training_output: Path, function_config: FunctionConfig
 ) -> None:
     # Given a published model behind an S3 endpoint that answers the weights, then sends a byte a second
     with faulty_store(every_get_of("/model.pt", Fault.DRIP_BODY), bucket="model-bucket") as store:
-        publish(training_output, "s3://model-bucket/models", progress=False, s3_client=store.client)
+        publish(
+            training_output,
+            "s3://model-bucket/models",
+            model_name=function_config.environment[ENV_MODEL_NAME],
+            progress=False,
+            s3_client=store.client,
+        )
         started = time.monotonic()
         function = start_function(
             store="s3://model-bucket/models", AWS_ENDPOINT_URL_S3=store.url, MODEL_RETRY_SECONDS=0
@@ -162,6 +162,8 @@ def test_a_store_that_answers_then_drips_costs_a_bounded_init_and_503s_never_a_h
             assert store.url not in answer["body"]
     assert init_s <= 10 + 2  # the emulator's own limit, plus starting the process
     assert "did not answer within" in function.log()
+    # and the weights were what it waited for (the pointer and manifest came at once)
+    assert any(request.path.endswith("/model.pt") for request in store.requests)
 
 
 def test_a_store_that_never_answers_costs_a_bounded_init_and_503s_never_a_hang(
