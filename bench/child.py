@@ -30,9 +30,15 @@ class BenchFailure(RuntimeError):
 
 def import_handler(spec: str = DEFAULT_HANDLER) -> Handler:
     """Import `module.function` (or `module:function`); this runs its init, as the Lambda runtime does."""
-    module_name, _, function_name = spec.rpartition(":" if ":" in spec else ".")
+    module_name, function_name = split_handler(spec)
     module = importlib.import_module(module_name)
     return getattr(module, function_name)
+
+
+def split_handler(spec: str) -> tuple[str, str]:
+    """`module.function` (Lambda's spelling) or `module:function` as (module, function)."""
+    module_name, _, function_name = spec.rpartition(":" if ":" in spec else ".")
+    return module_name, function_name
 
 
 def invoke(handler: Handler, event: dict) -> dict:

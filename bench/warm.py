@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from bench.child import Handler, import_handler, invoke, write_result
+from bench.child import Handler, import_handler, invoke, split_handler, write_result
 from bench.events import json_image_event, raw_image_event
 from bench.stats import summarise_ms
 from lambda_src.architectures import build_model, load_weights
@@ -136,7 +136,7 @@ def throughput(handler: Handler, floor: DirectModel, photo: bytes, settings: dic
 
 def served_network(handler_spec: str) -> torch.nn.Module:
     """The network inside the initialised handler module's inference service."""
-    module = sys.modules[handler_spec.partition(":")[0]]
+    module = sys.modules[split_handler(handler_spec)[0]]
     return module.service.model.network
 
 
@@ -166,6 +166,9 @@ def main(settings_path: str, result_path: str) -> None:
             "handler_json": lambda: invoke(handler, events["json"]),
             "floor_large": lambda: floor.predict([large_photo]),
             "floor_large_full_decode": lambda: floor.predict([large_photo], full_decode=True),
+            # The input alone (decode + preprocess): what the reduced JPEG decode changes.
+            "input_large": lambda: floor.tensor(large_photo),
+            "input_large_full_decode": lambda: floor.tensor(large_photo, full_decode=True),
             "handler_raw_large": lambda: invoke(handler, events["raw_large"]),
         },
         settings["iterations"],

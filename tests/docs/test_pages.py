@@ -1,9 +1,10 @@
 """The documentation site: every page in the nav, and the tables that are rendered from code or results.
 
 The settings table is rendered from the declarations in stacks/config.py, the benchmark tables
-from bench/results/results.json (`python -m bench.report`); a page that no longer holds what its
-source renders fails here. `make lint` builds the site with `mkdocs build --strict`, which fails
-on broken links and anchors; the build test below checks the OpenAPI page really shows the API.
+from bench/results/results.json (`python -m bench.report`) and engines.json (`python -m
+bench.engines --report`); a page that no longer holds what its source renders fails here.
+`make lint` builds the site with `mkdocs build --strict`, which fails on broken links and
+anchors; the build test below checks the OpenAPI page really shows the API.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from typing import Any
 
 import yaml
 
+from bench.engines import report as engines_report
 from bench.report import markdown_report, sizing_table
 from stacks.config import CONTEXT_KEYS, settings_table
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DOCS = REPO_ROOT / "docs"
 RESULTS = REPO_ROOT / "bench" / "results" / "results.json"
+ENGINE_RESULTS = REPO_ROOT / "bench" / "results" / "engines.json"
 
 
 class _ConfigLoader(yaml.SafeLoader):
@@ -89,6 +92,14 @@ def test_the_benchmark_pages_hold_the_tables_rendered_from_the_committed_results
     ]
     assert missing == []
     assert "**Targets**" in benchmarks
+
+
+def test_the_benchmark_page_holds_the_engine_tables_rendered_from_the_committed_engine_results() -> None:
+    # Given the tables `python -m bench.engines --report` renders from the committed engines.json
+    blocks = engines_report(json.loads(ENGINE_RESULTS.read_text(encoding="utf-8"))).split("\n\n")
+    # Then every one of them is on the benchmarks page, as rendered
+    benchmarks = page("benchmarks.md")
+    assert [block.splitlines()[0] for block in blocks if block not in benchmarks] == []
 
 
 def test_the_site_builds_strictly_and_its_openapi_page_shows_every_operation(tmp_path: Path) -> None:
