@@ -22,6 +22,8 @@ import io
 import os
 import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +35,13 @@ from PIL import Image
 
 from lambda_src.artifact import Manifest, OnnxExport, Preprocessing, manifest_key, onnx_key, sha256_hex
 from lambda_src.cpus import available_cpus
-from lambda_src.errors import ArchitectureMismatch, IntegrityError, NonFiniteOutputs, NoOnnxExport
+from lambda_src.errors import (
+    ArchitectureMismatch,
+    IntegrityError,
+    ModelArtifactError,
+    NonFiniteOutputs,
+    NoOnnxExport,
+)
 from lambda_src.heap import release_freed_memory
 from lambda_src.images import decode_image
 from lambda_src.model_store import (
@@ -92,11 +100,13 @@ def load_onnx_model(
     key = onnx_key(store.prefix, location.model_name, version)
     threads = threads if threads > 0 else available_cpus()
     with ExitStack() as open_files:
-        with timer.phase("read_and_verify_onnx"):
+        with timer.phase("open_onnx"):  # from S3: read and verified; a local file: opened
             model_file = open_files.enter_context(verified_model_file(store, key, manifest))
         with timer.phase("create_session"):
             session = create_session(model_file, threads, store.describe(key))
-            release_freed_memory()  # the parsed model ONNX Runtime built the session from
+        with timer.phase("verify_onnx"):  # a local file's hash, computed while the session was built
+            open_files.close()
+    release_freed_memory()  # the parsed model ONNX Runtime built the session from
     loaded = LoadedOnnxModel(manifest=manifest, session=session, threads=threads)
     with timer.phase("warm_up"):
         warm_up(loaded)
@@ -109,17 +119,25 @@ def verified_model_file(store: ModelStore, key: str, manifest: Manifest) -> Iter
 
     ONNX Runtime given a path reads the file itself: no Python copy of the model beside the
     session's own while it builds (given bytes, it copies them and keeps them for the session's
-    life). A file of a local store is opened once and verified through that descriptor, which
-    ONNX Runtime then reads (a file swapped in meanwhile is another file); bytes read from S3
-    go into an anonymous in-memory file (Linux's memfd), then the bytes are dropped.
+    life). A file of a local store is opened once; ONNX Runtime reads that same file (one swapped
+    in meanwhile is another file) while a thread hashes it, and the session built in the
+    `with` block is refused on leaving it if the hash is not the manifest's (the hash and the
+    session's build overlap on a second CPU). Bytes read from S3 are verified first, then go
+    into an anonymous in-memory file (Linux's memfd) and are dropped.
     """
     expected = manifest.onnx
     if expected is None:  # the caller checks first; kept for the type checker
         raise NoOnnxExport(f"{store.describe(key)}: the manifest lists no ONNX export")
-    opened = _open_verified_local(store, key, expected)
+    opened = _open_local(store, key, expected)
     if opened is not None:
         with opened:
-            yield _path_of(opened, Path(opened.name))
+            digest = _digest_in_background(opened)
+            try:
+                yield _path_of(opened, Path(opened.name))
+            except Exception:  # a corrupt file is first of all one whose hash is wrong
+                _check_digest(_wait(digest, store, key), expected.sha256, store.describe(key))
+                raise
+            _check_digest(_wait(digest, store, key), expected.sha256, store.describe(key))
         return
     data = store.read(key, size=expected.size_bytes)  # the manifest says how big it is
     _check_digest(sha256_hex(data), expected.sha256, store.describe(key))
@@ -133,28 +151,44 @@ def verified_model_file(store: ModelStore, key: str, manifest: Manifest) -> Iter
         yield _path_of(memory_file, None)
 
 
-def _open_verified_local(store: ModelStore, key: str, expected: OnnxExport) -> io.BufferedReader | None:
-    """The local store's file at `key`, open and verified (within the store's bound, if bounded).
+def _open_local(store: ModelStore, key: str, expected: OnnxExport) -> io.BufferedReader | None:
+    """The local store's file at `key`, open, its size checked (within the store's bound, if bounded).
 
     None when the store is not a local folder.
     """
     if isinstance(store, LocalModelStore):
-        return _open_verified(store, key, expected)
+        return store.open(key, size=expected.size_bytes)
     if isinstance(store, BoundedStore) and isinstance(store.store, LocalModelStore):
         local = store.store
-        return store.within(key, lambda: _open_verified(local, key, expected))
+        return store.within(key, lambda: local.open(key, size=expected.size_bytes))
     return None
 
 
-def _open_verified(store: LocalModelStore, key: str, expected: OnnxExport) -> io.BufferedReader:
-    opened = store.open(key, size=expected.size_bytes)
+def _digest_in_background(file: io.BufferedReader) -> Future[str]:
+    """The SHA-256 of `file` from its start, computed on a daemon thread (hashing releases the GIL)."""
+    digest: Future[str] = Future()
+
+    def run() -> None:
+        try:
+            digest.set_result(hashlib.file_digest(file, "sha256").hexdigest())
+        except BaseException as error:  # handed to whoever waits for it
+            digest.set_exception(error)
+
+    threading.Thread(target=run, name="onnx-digest", daemon=True).start()
+    return digest
+
+
+def _wait(digest: Future[str], store: ModelStore, key: str) -> str:
+    """The background hash of `key`, within what is left of the store's bound (if it has one)."""
+    deadline = store.deadline if isinstance(store, BoundedStore) else None
     try:
-        _check_digest(hashlib.file_digest(opened, "sha256").hexdigest(), expected.sha256, store.describe(key))
-        opened.seek(0)
-    except BaseException:
-        opened.close()
-        raise
-    return opened
+        return digest.result(timeout=deadline.remaining() if deadline is not None else None)
+    except FutureTimeout:
+        raise ModelArtifactError(
+            f"cannot read {store.describe(key)}: hashing it did not finish within the load's bound"
+        ) from None
+    except OSError as error:
+        raise ModelArtifactError(f"cannot read {store.describe(key)}: {error.strerror}") from None
 
 
 def _path_of(file: IO[bytes], fallback: Path | None) -> str:

@@ -168,9 +168,10 @@ def test_a_version_without_onnx_answers_503_saying_so(onnx_store: OnnxStore) -> 
     ("replace", "said"),
     [
         (lambda data: data[:-10] + b"0123456789", "SHA-256"),  # same size, other bytes
+        (lambda data: bytes(1000) + data[1000:], "SHA-256"),  # no model ONNX Runtime can read
         (lambda data: data[:-10], "but the manifest says"),  # truncated: refused by its size
     ],
-    ids=["altered", "truncated"],
+    ids=["altered", "garbled", "truncated"],
 )
 def test_a_replaced_model_onnx_is_refused_as_invalid(
     onnx_store: OnnxStore,
