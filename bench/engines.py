@@ -40,7 +40,6 @@ from lambda_src.contract import ENV_MODEL_ENGINE, ENV_TORCH_NUM_THREADS, ModelEn
 from model_training.onnx_export import export_onnx
 
 MODELS = ("resnet18", "mobilenet_v3_small", "efficientnet_b0", "resnet50")
-DEFAULT_MODELS = ("resnet18", "mobilenet_v3_small")
 TARGETS = {"cold_local": 0.3, "warm_p50_1_thread": 0.8, "peak_rss": 0.4}  # onnxruntime / torch
 BATCH_IMAGES = 8
 CPU_FLAGS_OF_INTEREST = (
@@ -360,7 +359,7 @@ def _seconds_pair(torch_s: float | None, onnx_s: float | None, ratio: float | No
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.engines", description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(DEFAULT_MODELS))
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     parser.add_argument("--cold-repeats", type=int, default=3, help="cold starts per engine and store")
     parser.add_argument("--iterations", type=int, default=20, help="timed warm requests per engine")
     parser.add_argument(
