@@ -43,7 +43,6 @@ from lambda_src.errors import (
     NoOnnxExport,
 )
 from lambda_src.heap import release_freed_memory
-from lambda_src.images import decode_image
 from lambda_src.model_store import (
     BoundedStore,
     LocalModelStore,
@@ -53,8 +52,8 @@ from lambda_src.model_store import (
     read_manifest,
     resolve_version,
 )
-from lambda_src.ranking import ClassifierBase, Prediction
-from lambda_src.timing import Phase, PhaseTimer, optional_phase
+from lambda_src.ranking import ClassifierBase, ImageInput, Prediction
+from lambda_src.timing import PhaseTimer
 
 _PILLOW_FILTERS = {
     "nearest": Image.Resampling.NEAREST,
@@ -280,48 +279,29 @@ def resized_size(width: int, height: int, shorter_side: int) -> tuple[int, int]:
     return (new_short, new_long) if width <= height else (new_long, new_short)
 
 
-class OnnxModelInput:
-    """Image bytes to the ONNX model's input array: decode within `max_pixels`, then `preprocessing`."""
+class OnnxModelInput(ImageInput[np.ndarray]):
+    """Image bytes to the ONNX model's input array: decode within `max_pixels`, then `preprocess`."""
 
     def __init__(self, preprocessing: Preprocessing, *, max_pixels: int) -> None:
-        self.preprocessing = preprocessing
-        self.max_pixels = max_pixels
-
-    def __call__(
-        self, data: bytes, *, what: str = "the image", timer: PhaseTimer | None = None
-    ) -> np.ndarray:
-        """The (3, crop, crop) input for the image `data`; a 4xx `ApiError` naming `what` if unusable."""
-        with optional_phase(timer, Phase.DECODE):
-            image = decode_image(
-                data,
-                max_pixels=self.max_pixels,
-                min_side=self.preprocessing.resize,
-                what=what,
-                reduce=self.preprocessing.interpolation != "nearest",  # as the torch engine decodes
-            )
-        with optional_phase(timer, Phase.PREPROCESS):
-            return preprocess(image, self.preprocessing)
+        super().__init__(
+            preprocessing,
+            max_pixels=max_pixels,
+            preprocess=lambda image: preprocess(image, preprocessing),
+        )
 
 
-class OnnxClassifier(ClassifierBase):
+class OnnxClassifier(ClassifierBase[np.ndarray]):
     """A loaded ONNX model's input, predict and output verbs; safe to share between threads."""
 
     model: LoadedOnnxModel
 
     def __init__(self, model: LoadedOnnxModel, *, max_image_pixels: int) -> None:
-        self.model = model
-        self._model_input = OnnxModelInput(model.manifest.preprocessing, max_pixels=max_image_pixels)
-        # As in the torch engine: one forward pass at a time uses every thread without contention.
-        self._forward_lock = threading.Lock()
+        super().__init__(model, OnnxModelInput(model.manifest.preprocessing, max_pixels=max_image_pixels))
 
     @property
     def threads(self) -> int:
         """The session's intra-op threads."""
         return self.model.threads
-
-    def input(self, data: bytes, *, what: str = "the image", timer: PhaseTimer | None = None) -> np.ndarray:
-        """The model's (channels, crop, crop) input for the image `data`: decoded, then preprocessed."""
-        return self._model_input(data, what=what, timer=timer)
 
     def predict(self, inputs: Sequence[np.ndarray], top_k: int) -> list[list[Prediction]]:
         """The `top_k` most probable classes of each input, most probable first (one forward pass)."""

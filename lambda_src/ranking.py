@@ -1,18 +1,28 @@
-"""What both engines' classifiers share: ranked predictions and the response body (torch-free).
+"""What both engines' classifiers share: the input verb, ranked predictions and the response body.
 
 `ImageClassifier` (torch, `lambda_src.classifier`) and `OnnxClassifier` (onnxruntime,
-`lambda_src.onnx_engine`) extend `ClassifierBase`, so the `output` verb, the capped top-k
-and the name and version shown are defined once, whichever engine serves the model.
+`lambda_src.onnx_engine`) extend `ClassifierBase`, so the `input` verb (decoding, then the
+engine's own preprocessing: `ImageInput`), the one-forward-pass-at-a-time lock, the `output`
+verb, the capped top-k and the name and version shown are defined once, whichever engine
+serves the model. Torch-free.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from lambda_src.artifact import Manifest
+from lambda_src.artifact import Manifest, Preprocessing
 from lambda_src.errors import ModelUnavailable, UnavailableReason
+from lambda_src.images import decode_image
+from lambda_src.timing import Phase, PhaseTimer, optional_phase
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+InputT = TypeVar("InputT")
 
 
 @dataclass(frozen=True)
@@ -34,10 +44,57 @@ class LoadedArtifact(Protocol):
     def manifest(self) -> Manifest: ...
 
 
-class ClassifierBase:
-    """The engine-independent half of a classifier: the model served, top-k, `output`, `health`."""
+class ImageInput(Generic[InputT]):
+    """Image bytes to a model's input: decode within `max_pixels`, then the engine's `preprocess`.
+
+    JPEGs are decoded at a reduced scale when much larger than the resize size, except for
+    nearest-neighbour resizing (it picks single pixels, which a reduced decode has averaged);
+    only JPEG, PNG and WebP are accepted (see `lambda_src.images`).
+    """
+
+    def __init__(
+        self,
+        preprocessing: Preprocessing,
+        *,
+        max_pixels: int,
+        preprocess: Callable[[Image.Image], InputT],
+    ) -> None:
+        self.preprocessing = preprocessing
+        self.max_pixels = max_pixels
+        self._preprocess = preprocess
+
+    def __call__(self, data: bytes, *, what: str = "the image", timer: PhaseTimer | None = None) -> InputT:
+        """The (channels, crop, crop) input for `data`; a 4xx `ApiError` naming `what` if unusable."""
+        with optional_phase(timer, Phase.DECODE):
+            image = decode_image(
+                data,
+                max_pixels=self.max_pixels,
+                min_side=self.preprocessing.resize,
+                what=what,
+                reduce=self.preprocessing.interpolation != "nearest",
+            )
+        with optional_phase(timer, Phase.PREPROCESS):
+            return self._preprocess(image)
+
+
+class ClassifierBase(Generic[InputT]):
+    """The engine-independent half of a classifier: the model served, `input`, top-k, `output`, `health`."""
 
     model: LoadedArtifact
+
+    def __init__(self, model: LoadedArtifact, model_input: ImageInput[InputT]) -> None:
+        self.model = model
+        self._model_input = model_input
+        # Concurrent forward passes would each start the engine's full set of threads and
+        # fight for the same CPUs; one at a time gives the same throughput, steadier latency.
+        self._forward_lock = threading.Lock()
+
+    def input(self, data: bytes, *, what: str = "the image", timer: PhaseTimer | None = None) -> InputT:
+        """The model's (channels, crop, crop) input for the image `data`: decoded, then preprocessed.
+
+        The manifest's preprocessing applies; a 4xx `ApiError` naming `what` if the image is unusable.
+        """
+        return self._model_input(data, what=what, timer=timer)
 
     @property
     def num_classes(self) -> int:
