@@ -133,10 +133,8 @@ def verified_model_file(store: ModelStore, key: str, manifest: Manifest) -> Iter
             digest = _digest_in_background(opened)
             try:
                 yield _path_of(opened, Path(opened.name))
-            except Exception:  # a corrupt file is first of all one whose hash is wrong
+            finally:  # also when ONNX Runtime refused the file: a wrong hash is the first thing to say
                 _check_digest(_wait(digest, store, key), expected.sha256, store.describe(key))
-                raise
-            _check_digest(_wait(digest, store, key), expected.sha256, store.describe(key))
         return
     data = store.read(key, size=expected.size_bytes)  # the manifest says how big it is
     _check_digest(sha256_hex(data), expected.sha256, store.describe(key))
