@@ -35,7 +35,7 @@ from bench.latency_proxy import LatencyProxy
 from bench.report import table
 from bench.sizing import sizing_guide
 from lambda_rehearsal.image_build import image_pins
-from lambda_src.artifact import Manifest, onnx_key
+from lambda_src.artifact import Manifest, version_file_key
 from lambda_src.contract import ENV_MODEL_ENGINE, ENV_TORCH_NUM_THREADS, ModelEngine
 from model_training.onnx_export import export_onnx
 
@@ -86,7 +86,8 @@ def publish_with_onnx(architecture: str, local_root: Path, s3_client: Any) -> di
     manifest = Manifest.from_dict({**manifest.to_dict(), "onnx": vars(exported.export)})
     for root, prefix in ((None, S3_PREFIX), (local_root, "")):
         objects = artifact_objects(manifest, weights, prefix)
-        objects[onnx_key(prefix, manifest.model_name, VERSION)] = exported.data
+        for name, data in exported.files.items():
+            objects[version_file_key(prefix, manifest.model_name, VERSION, name)] = data
         for key, data in objects.items():
             if root is None:
                 s3_client.put_object(Bucket=BUCKET, Key=key, Body=data)
@@ -96,7 +97,7 @@ def publish_with_onnx(architecture: str, local_root: Path, s3_client: Any) -> di
     return {
         "model_name": manifest.model_name,
         "weights_mb": round(len(weights) / 1e6, 1),
-        "onnx_mb": round(len(exported.data) / 1e6, 1),
+        "onnx_mb": round(sum(len(data) for data in exported.files.values()) / 1e6, 1),
         "onnx_max_logit_difference": exported.export.max_logit_difference,
         "export_and_check_s": round(exported.seconds, 1),
     }

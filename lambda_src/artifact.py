@@ -3,6 +3,7 @@
     <prefix>/<model-name>/<version>/model.pt        torch.save(model.state_dict())
     <prefix>/<model-name>/<version>/manifest.json   Manifest.to_json()
     <prefix>/<model-name>/<version>/model.onnx      optional: the same network exported to ONNX
+    <prefix>/<model-name>/<version>/model.onnx.data   its weights (ONNX external data), when it has any
     <prefix>/<model-name>/LATEST                    the newest published version, as text
 
 This module is the one definition of the layout and the manifest fields: the
@@ -26,10 +27,15 @@ from lambda_src.errors import ManifestError
 # optional fields: `onnx` (the version's ONNX export, when it has one).
 # Version 3 also added the optional `head`, `input_conv` and `preprocessing.channels` (absent:
 # the registry's network, RGB input).
-SCHEMA_VERSION = 3
-READABLE_SCHEMA_VERSIONS = (1, 2, 3)
+# Version 4 keeps the ONNX export's weights beside model.onnx, in model.onnx.data (`onnx.data_sha256`,
+# `onnx.data_size_bytes`): ONNX Runtime reads them once instead of copying them out of the parsed
+# graph (resnet50's session peaks ~90 MB lower), and models over protobuf's 2 GB limit export. A
+# version 3 reader would open model.onnx without its weights, so it refuses version 4 instead.
+SCHEMA_VERSION = 4
+READABLE_SCHEMA_VERSIONS = (1, 2, 3, 4)
 WEIGHTS_FILE = "model.pt"
 ONNX_FILE = "model.onnx"
+ONNX_DATA_FILE = "model.onnx.data"  # the name model.onnx refers to its external data by
 MANIFEST_FILE = "manifest.json"
 LATEST_POINTER = "LATEST"
 LATEST = "latest"  # the version selector that follows the LATEST pointer
@@ -110,6 +116,10 @@ def manifest_key(prefix: str, model_name: str, version: str) -> str:
 
 def onnx_key(prefix: str, model_name: str, version: str) -> str:
     return version_file_key(prefix, model_name, version, ONNX_FILE)
+
+
+def onnx_data_key(prefix: str, model_name: str, version: str) -> str:
+    return version_file_key(prefix, model_name, version, ONNX_DATA_FILE)
 
 
 def latest_key(prefix: str, model_name: str) -> str:
@@ -243,10 +253,12 @@ class Provenance:
 
 @dataclass(frozen=True)
 class OnnxExport:
-    """The version's `model.onnx`: what checks it, and how closely it matched the torch model at publish.
+    """The version's `model.onnx` (and `model.onnx.data`): what checks them, and how closely the
+    export matched the torch model at publish.
 
     The network takes `input` (N, 3, crop, crop) float32 with a dynamic batch axis N and
-    returns `logits` (N, num_classes).
+    returns `logits` (N, num_classes). Its weights are in `model.onnx.data` when `data_sha256`
+    is set (version 4), else inside `model.onnx` (version 3, and a model too small to have any).
     """
 
     sha256: str
@@ -256,12 +268,11 @@ class OnnxExport:
     tolerance: float  # the bound it was checked against
     checked_inputs: int  # images compared, all with the same top-1
     exporter: str = ""  # "torch <version>, onnx <version>"
+    data_sha256: str | None = None  # model.onnx.data's
+    data_size_bytes: int | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.sha256, str) or not re.fullmatch(r"[0-9a-f]{64}", self.sha256):
-            raise ManifestError("manifest onnx.sha256 must be 64 lowercase hex digits")
-        if not _is_integer(self.size_bytes) or self.size_bytes <= 0:
-            raise ManifestError("manifest onnx.size_bytes must be a positive integer")
+        _check_file_record("onnx.sha256", self.sha256, "onnx.size_bytes", self.size_bytes)
         if not _is_integer(self.opset) or self.opset < 1:
             raise ManifestError("manifest onnx.opset must be a positive integer")
         for name in ("max_logit_difference", "tolerance"):
@@ -269,6 +280,20 @@ class OnnxExport:
                 raise ManifestError(f"manifest onnx.{name} must be a number >= 0")
         if not _is_integer(self.checked_inputs) or self.checked_inputs < 1:
             raise ManifestError("manifest onnx.checked_inputs must be a positive integer")
+        if (self.data_sha256 is None) != (self.data_size_bytes is None):
+            raise ManifestError("manifest onnx.data_sha256 and onnx.data_size_bytes go together")
+        if self.data_sha256 is not None:
+            _check_file_record(
+                "onnx.data_sha256", self.data_sha256, "onnx.data_size_bytes", self.data_size_bytes
+            )
+
+    @property
+    def files(self) -> dict[str, tuple[str, int]]:
+        """The export's files in a version's folder: name -> (SHA-256, size), model.onnx first."""
+        files = {ONNX_FILE: (self.sha256, self.size_bytes)}
+        if self.data_sha256 is not None and self.data_size_bytes is not None:
+            files[ONNX_DATA_FILE] = (self.data_sha256, self.data_size_bytes)
+        return files
 
     @classmethod
     def from_dict(cls, data: Any) -> OnnxExport:
@@ -278,7 +303,20 @@ class OnnxExport:
         missing = [key for key in required if key not in data]
         if missing:
             raise ManifestError(f"manifest onnx is missing {', '.join(missing)}")
-        return cls(**{key: data[key] for key in required}, exporter=str(data.get("exporter", "")))
+        return cls(
+            **{key: data[key] for key in required},
+            exporter=str(data.get("exporter", "")),
+            data_sha256=data.get("data_sha256"),
+            data_size_bytes=data.get("data_size_bytes"),
+        )
+
+
+def _check_file_record(sha256_field: str, sha256: object, size_field: str, size_bytes: object) -> None:
+    """A file's record in the manifest: 64 lowercase hex digits and a positive size."""
+    if not isinstance(sha256, str) or not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        raise ManifestError(f"manifest {sha256_field} must be 64 lowercase hex digits")
+    if not _is_integer(size_bytes) or not isinstance(size_bytes, int) or size_bytes <= 0:
+        raise ManifestError(f"manifest {size_field} must be a positive integer")
 
 
 @dataclass(frozen=True)

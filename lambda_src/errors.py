@@ -149,5 +149,11 @@ class NoOnnxExport(ArtifactNotFound):
     reason = UnavailableReason.NO_ONNX_EXPORT
 
 
+class TemporaryFolderError(ModelArtifactError):
+    """The function's temporary folder (/tmp on Lambda) cannot hold the model's files while they load."""
+
+    reason = UnavailableReason.LOAD_ERROR
+
+
 class VersionExists(ModelArtifactError):
     """Publishing would overwrite an existing, immutable version."""

@@ -29,6 +29,7 @@ from urllib.parse import urlparse
 
 from lambda_src.artifact import (
     LATEST,
+    ONNX_DATA_FILE,
     ONNX_FILE,
     WEIGHTS_FILE,
     Manifest,
@@ -77,7 +78,7 @@ RANGED_READ_BOUND_S = STORE_CALL_BOUND_S + PART_MAX_ATTEMPTS * (S3_CONNECT_TIMEO
 # 12 s, inside the function's timeout (20 s by default) with time left to build the model.
 MODEL_READ_BOUND_S = 7.0
 LOAD_READ_BOUND_S = 12.0
-MODEL_FILES = (WEIGHTS_FILE, ONNX_FILE)
+MODEL_FILES = (WEIGHTS_FILE, ONNX_FILE, ONNX_DATA_FILE)
 # A LATEST pointer or a manifest is a few kB: anything over this is refused before it is read.
 MAX_SMALL_OBJECT_BYTES = 1024 * 1024
 
@@ -238,7 +239,7 @@ def check_size(description: str, actual: int, expected: int | None, key: str) ->
 
 
 def _is_model_file(key: str) -> bool:
-    """The weights or the ONNX export: the large objects, read in parallel parts into one buffer."""
+    """The weights or the ONNX export's files: the large objects, read in parallel parts into one buffer."""
     return any(key.endswith(f"/{name}") or key == name for name in MODEL_FILES)
 
 

@@ -1,8 +1,8 @@
-"""The onnxruntime engine: the serving verbs over a version's `model.onnx`, without torch.
+"""The onnxruntime engine: the serving verbs over a version's ONNX export, without torch.
 
-`load_onnx_model` is its `load` verb (resolve the version, verify `model.onnx` against
-the manifest, open an ONNX Runtime session with as many threads as the function has
-CPUs, warm it up); `OnnxClassifier` has the `input`, `predict` and `output` verbs.
+`load_onnx_model` is its `load` verb (resolve the version, verify `model.onnx` and its
+weights, `model.onnx.data`, against the manifest, open an ONNX Runtime session with as many
+threads as the function has CPUs, warm it up); `OnnxClassifier` has the `input`, `predict` and `output` verbs.
 Decoding is serving's own (`lambda_src.images`); preprocessing is the torch engine's
 (`lambda_src.preprocessing.eval_transform`) redone in Pillow and numpy:
 
@@ -20,6 +20,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
@@ -33,7 +35,16 @@ import numpy as np
 import onnxruntime
 from PIL import Image
 
-from lambda_src.artifact import Manifest, OnnxExport, Preprocessing, manifest_key, onnx_key, sha256_hex
+from lambda_src.artifact import (
+    ONNX_FILE,
+    Manifest,
+    OnnxExport,
+    Preprocessing,
+    manifest_key,
+    onnx_key,
+    sha256_hex,
+    version_file_key,
+)
 from lambda_src.cpus import available_cpus
 from lambda_src.errors import (
     ArchitectureMismatch,
@@ -41,6 +52,7 @@ from lambda_src.errors import (
     ModelArtifactError,
     NonFiniteOutputs,
     NoOnnxExport,
+    TemporaryFolderError,
 )
 from lambda_src.heap import release_freed_memory
 from lambda_src.model_store import (
@@ -55,6 +67,8 @@ from lambda_src.model_store import (
 from lambda_src.ranking import ClassifierBase, ImageInput, Prediction
 from lambda_src.timing import PhaseTimer
 
+# Room left in the temporary folder after writing a model file: what else the function may write there.
+TEMPORARY_HEADROOM_BYTES = 16 * 1024 * 1024
 _PILLOW_FILTERS = {
     "nearest": Image.Resampling.NEAREST,
     "bilinear": Image.Resampling.BILINEAR,
@@ -96,15 +110,18 @@ def load_onnx_model(
             f"export (schema version {manifest.schema_version}): publish the model again, or add one "
             f"with `python -m model_training export-onnx`, or serve it with MODEL_ENGINE=torch"
         )
-    key = onnx_key(store.prefix, location.model_name, version)
     threads = threads if threads > 0 else available_cpus()
-    with ExitStack() as open_files:
-        with timer.phase("open_onnx"):  # from S3: read and verified; a local file: opened
-            model_file = open_files.enter_context(verified_model_file(store, key, manifest))
+    with ExitStack() as verified:
+        with timer.phase("open_onnx"):  # from S3: read, verified and written out; local files: opened
+            files = verified.enter_context(
+                verified_model_files(store, location.model_name, version, manifest.onnx)
+            )
         with timer.phase("create_session"):
-            session = create_session(model_file, threads, store.describe(key))
-        with timer.phase("verify_onnx"):  # a local file's hash, computed while the session was built
-            open_files.close()
+            described = store.describe(onnx_key(store.prefix, location.model_name, version))
+            session = create_session(files, threads, described)
+        with timer.phase("verify_onnx"):  # local files' hashes, computed while the session was built
+            verified.close()
+    del files  # the bytes of a file kept in memory, if one was
     release_freed_memory()  # the parsed model ONNX Runtime built the session from
     loaded = LoadedOnnxModel(manifest=manifest, session=session, threads=threads)
     with timer.phase("warm_up"):
@@ -112,52 +129,98 @@ def load_onnx_model(
     return LoadedOnnxModel(manifest, session, threads, phases_ms=timer.rounded())
 
 
-@contextmanager
-def verified_model_file(store: ModelStore, key: str, manifest: Manifest) -> Iterator[str | bytes]:
-    """A path ONNX Runtime opens to read exactly the bytes of `key` the manifest's `onnx` records.
+@dataclass(frozen=True)
+class OnnxModelFiles:
+    """What ONNX Runtime builds a session from: model.onnx (a path, or its bytes) and files kept in memory.
 
-    ONNX Runtime given a path reads the file itself: no Python copy of the model beside the
-    session's own while it builds (given bytes, it copies them and keeps them for the session's
-    life). A file of a local store is opened once; ONNX Runtime reads that same file (one swapped
-    in meanwhile is another file) while a thread hashes it, and the session built in the
-    `with` block is refused on leaving it if the hash is not the manifest's (the hash and the
-    session's build overlap on a second CPU). Bytes read from S3 are verified first, then go
-    into an anonymous in-memory file (Linux's memfd) and are dropped.
+    `in_memory` holds the export's files that could not be written beside model.onnx (a full
+    /tmp): ONNX Runtime takes them by name instead of reading them from the folder.
     """
-    expected = manifest.onnx
-    if expected is None:  # the caller checks first; kept for the type checker
-        raise NoOnnxExport(f"{store.describe(key)}: the manifest lists no ONNX export")
-    opened = _open_local(store, key, expected)
-    if opened is not None:
-        with opened:
-            digest = _digest_in_background(opened)
-            try:
-                yield _path_of(opened, Path(opened.name))
-            finally:  # also when ONNX Runtime refused the file: a wrong hash is the first thing to say
-                _check_digest(_wait(digest, store, key), expected.sha256, store.describe(key))
-        return
-    data = store.read(key, size=expected.size_bytes)  # the manifest says how big it is
-    _check_digest(sha256_hex(data), expected.sha256, store.describe(key))
-    if not hasattr(os, "memfd_create"):  # not Linux: ONNX Runtime is given the bytes
-        yield data
-        return
-    with os.fdopen(os.memfd_create("model.onnx"), "w+b") as memory_file:
-        memory_file.write(data)
-        del data
-        memory_file.flush()
-        yield _path_of(memory_file, None)
+
+    model: str | bytes
+    in_memory: dict[str, bytes] = field(default_factory=dict)
 
 
-def _open_local(store: ModelStore, key: str, expected: OnnxExport) -> io.BufferedReader | None:
+@contextmanager
+def verified_model_files(
+    store: ModelStore, model_name: str, version: str, export: OnnxExport
+) -> Iterator[OnnxModelFiles]:
+    """The export's files as the manifest records them, in a private folder ONNX Runtime reads.
+
+    ONNX Runtime given a path reads the files itself and finds `model.onnx.data` beside it: no
+    Python copy of the weights next to the session's own while it builds (given bytes, it copies
+    them). A local store's files are opened once and linked into the folder by descriptor
+    (/proc/self/fd): ONNX Runtime reads those same files while threads hash them, and the
+    session built in the `with` block is refused on leaving it if a hash is not the manifest's
+    or a file was replaced meanwhile (hashing and the build overlap on a second CPU). Files
+    read from S3 are verified first, then written to the folder (Lambda's /tmp) and dropped
+    from memory; one the folder has no room for stays in memory. The folder is removed on
+    leaving the block.
+    """
+    with _temporary_folder() as folder, ExitStack() as opened_files:
+        pending: list[tuple[io.BufferedReader, Future[str], str, str]] = []  # (file, its hash, expected, key)
+        in_memory: dict[str, bytes] = {}
+        for name, (sha256, size) in export.files.items():
+            key = version_file_key(store.prefix, model_name, version, name)
+            opened = _open_local(store, key, size)
+            if opened is not None:
+                opened_files.enter_context(opened)
+                (folder / name).symlink_to(_path_of(opened, Path(opened.name)))
+                pending.append((opened, _digest_in_background(opened), sha256, key))
+                continue
+            data = store.read(key, size=size)  # the manifest says how big it is
+            _check_digest(sha256_hex(data), sha256, store.describe(key))
+            if not _written(folder / name, data):
+                in_memory[name] = data
+            del data
+        model = in_memory.pop(ONNX_FILE, None) or str(folder / ONNX_FILE)
+        try:
+            yield OnnxModelFiles(model, in_memory)
+        finally:  # also when ONNX Runtime refused a file: a wrong hash is the first thing to say
+            in_memory.clear()
+            for opened, digest, sha256, key in pending:
+                _check_digest(_wait(digest, store, key), sha256, store.describe(key))
+                _check_in_place(opened, store.describe(key))
+
+
+@contextmanager
+def _temporary_folder() -> Iterator[Path]:
+    """A new private folder in the temporary directory (Lambda's /tmp), removed with what it holds."""
+    try:
+        folder = tempfile.TemporaryDirectory(prefix="onnx-model-")
+    except OSError as error:
+        raise TemporaryFolderError(
+            f"cannot make a folder in {tempfile.gettempdir()} for the ONNX model's files: {error.strerror}"
+        ) from None
+    with folder as path:
+        yield Path(path)
+
+
+def _written(path: Path, data: bytes) -> bool:
+    """Write `data` to `path` if its file system has room (Lambda's /tmp: 512 MB by default); say if it did.
+
+    A write that fails anyway (the room taken meanwhile) leaves no partial file.
+    """
+    if shutil.disk_usage(path.parent).free < len(data) + TEMPORARY_HEADROOM_BYTES:
+        return False
+    try:
+        path.write_bytes(data)
+    except OSError:
+        path.unlink(missing_ok=True)
+        return False
+    return True
+
+
+def _open_local(store: ModelStore, key: str, size: int) -> io.BufferedReader | None:
     """The local store's file at `key`, open, its size checked (within the store's bound, if bounded).
 
     None when the store is not a local folder.
     """
     if isinstance(store, LocalModelStore):
-        return store.open(key, size=expected.size_bytes)
+        return store.open(key, size=size)
     if isinstance(store, BoundedStore) and isinstance(store.store, LocalModelStore):
         local = store.store
-        return store.within(key, lambda: local.open(key, size=expected.size_bytes))
+        return store.within(key, lambda: local.open(key, size=size))
     return None
 
 
@@ -188,12 +251,27 @@ def _wait(digest: Future[str], store: ModelStore, key: str) -> str:
         raise ModelArtifactError(f"cannot read {store.describe(key)}: {error.strerror}") from None
 
 
-def _path_of(file: IO[bytes], fallback: Path | None) -> str:
+def _path_of(file: IO[bytes], fallback: Path) -> str:
     """A path that opens the same file as `file` (/proc/self/fd), or `fallback` where there is none."""
     by_descriptor = Path(f"/proc/self/fd/{file.fileno()}")
-    if by_descriptor.exists() or fallback is None:
-        return str(by_descriptor)
-    return str(fallback)
+    return str(by_descriptor if by_descriptor.exists() else fallback.resolve())
+
+
+def _check_in_place(file: io.BufferedReader, description: str) -> None:
+    """ModelArtifactError if the file opened from `file.name` is no longer what that name holds.
+
+    ONNX Runtime resolves the folder's links to names; one that was replaced or removed while
+    it loaded cannot be resolved, and the load fails in ONNX Runtime's words: these say why.
+    """
+    opened = os.fstat(file.fileno())
+    try:
+        now = os.stat(file.name)
+    except OSError:
+        now = None
+    if now is None or (now.st_dev, now.st_ino) != (opened.st_dev, opened.st_ino):
+        raise ModelArtifactError(
+            f"{description} was replaced or removed while the model loaded; the next attempt reads it again"
+        )
 
 
 def _check_digest(actual: str, expected: str, description: str) -> None:
@@ -204,8 +282,8 @@ def _check_digest(actual: str, expected: str, description: str) -> None:
         )
 
 
-def create_session(model: str | bytes, threads: int, description: str) -> onnxruntime.InferenceSession:
-    """An ONNX Runtime CPU session over the model (path or bytes): `threads` threads, one call at a time."""
+def create_session(files: OnnxModelFiles, threads: int, description: str) -> onnxruntime.InferenceSession:
+    """An ONNX Runtime CPU session over the model's files: `threads` threads, one call at a time."""
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -214,8 +292,16 @@ def create_session(model: str | bytes, threads: int, description: str) -> onnxru
     # A memory pattern plans one block for a whole run at each new input shape: a batch of 8
     # images grows the process by tens of MB (resnet50: 47) for no measurable speed.
     options.enable_mem_pattern = False
+    if files.in_memory:  # ONNX Runtime copies them while it builds the session
+        names = list(files.in_memory)
+        buffers = [files.in_memory[name] for name in names]
+        options.add_external_initializers_from_files_in_memory(
+            names, buffers, [len(data) for data in buffers]
+        )
     try:
-        return onnxruntime.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
+        return onnxruntime.InferenceSession(
+            files.model, sess_options=options, providers=["CPUExecutionProvider"]
+        )
     except Exception as error:  # onnxruntime raises its own types for every kind of bad model
         raise IntegrityError(
             f"{description} is not a model ONNX Runtime can load: {_first_line(error)}"

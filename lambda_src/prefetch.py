@@ -16,7 +16,7 @@ import os
 import threading
 from collections.abc import Mapping
 
-from lambda_src.artifact import Manifest, manifest_key, onnx_key, weights_key
+from lambda_src.artifact import Manifest, manifest_key, version_file_key, weights_key
 from lambda_src.contract import ModelEngine
 from lambda_src.deadlines import Deadline
 from lambda_src.errors import ModelArtifactError
@@ -52,7 +52,7 @@ class PrefetchingStore:
         self, store: S3ModelStore, location: ModelLocation, *, engine: ModelEngine = ModelEngine.TORCH
     ) -> None:
         self.store = store
-        self.engine = engine  # which model file the engine reads: model.pt or model.onnx
+        self.engine = engine  # which model files the engine reads: model.pt, or model.onnx (+ .data)
         self.prefix = store.prefix
         self.store_uri = store.store_uri
         self.location = location
@@ -108,15 +108,17 @@ class PrefetchingStore:
         return self.store.describe(key)
 
     def _fetch(self) -> None:
-        """LATEST (if followed), the manifest, the engine's model file; stop quietly at the first failure."""
+        """LATEST (if followed), the manifest, the engine's model files; stop quietly at the first failure."""
         name = self.location.model_name
         try:
             version = resolve_version(_Keeping(self), name, self.location.version)
             manifest = Manifest.from_json(self._keep(manifest_key(self.prefix, name, version)))
             # The manifest's size: a file of another size is refused before it is read.
             if self.engine is ModelEngine.ONNXRUNTIME:
-                if manifest.onnx is not None:  # else the engine answers no_onnx_export, reading nothing
-                    self._keep(onnx_key(self.prefix, name, version), size=manifest.onnx.size_bytes)
+                # Without an export the engine answers no_onnx_export, reading nothing.
+                files = manifest.onnx.files if manifest.onnx is not None else {}
+                for file_name, (_, size) in files.items():
+                    self._keep(version_file_key(self.prefix, name, version, file_name), size=size)
             else:
                 self._keep(weights_key(self.prefix, name, version), size=manifest.weights_size_bytes)
         except Exception:  # the loader reads it again and reports the error as usual

@@ -532,8 +532,9 @@ def publish_summary(published: PublishedVersion) -> str:
     onnx = published.manifest.onnx
     if onnx is not None:
         took = f", exported and checked in {published.onnx_seconds:.1f} s" if published.onnx_seconds else ""
+        size_mb = sum(size for _, size in onnx.files.values()) / 1e6
         lines.append(
-            f"onnx:      model.onnx ({onnx.size_bytes / 1e6:.1f} MB, opset {onnx.opset}; largest logit "
+            f"onnx:      {' + '.join(onnx.files)} ({size_mb:.1f} MB, opset {onnx.opset}; largest logit "
             f"difference from torch {onnx.max_logit_difference:.2g} <= {onnx.tolerance:.2g} on "
             f"{onnx.checked_inputs} images{took})"
         )

@@ -1,8 +1,10 @@
-"""ONNX export at publish: `model.onnx` beside `model.pt`, checked against the torch model first.
+"""ONNX export at publish: `model.onnx` and its weights beside `model.pt`, checked against torch first.
 
 The network is built exactly as serving builds it (`lambda_src.loader.read_state_dict`,
 `lambda_src.architectures.build_and_load`) and exported with `torch.onnx.export(dynamo=True)`
-with a dynamic batch axis (input `input`, (N, 3, crop, crop); output `logits`, (N, classes)).
+with a dynamic batch axis (input `input`, (N, 3, crop, crop); output `logits`, (N, classes)),
+its weights saved as ONNX external data in `model.onnx.data` (what lets ONNX Runtime read
+them without a second copy, and a model over protobuf's 2 GB limit export at all).
 Then ONNX Runtime runs it on real inputs: images of the demo set, encoded as JPEG and PNG
 and turned into the model's input by serving's own input verb (`classifier.ModelInput`),
 as one batch of several and as a batch of one. The export is kept only if, on every
@@ -26,7 +28,7 @@ import numpy as np
 import torch
 
 from lambda_src.architectures import build_and_load
-from lambda_src.artifact import Manifest, OnnxExport, sha256_hex
+from lambda_src.artifact import ONNX_DATA_FILE, ONNX_FILE, Manifest, OnnxExport, sha256_hex
 from lambda_src.classifier import ModelInput
 from lambda_src.errors import ModelArtifactError
 from lambda_src.loader import read_state_dict
@@ -46,9 +48,9 @@ class OnnxExportFailed(Exception):
 
 @dataclass(frozen=True)
 class OnnxArtifact:
-    """An exported, checked `model.onnx` and its manifest entry."""
+    """An exported, checked `model.onnx` (and `model.onnx.data`) and its manifest entry."""
 
-    data: bytes
+    files: dict[str, bytes]  # file name -> bytes, as `export.files` lists them
     export: OnnxExport
     seconds: float  # export and check, wall clock
 
@@ -61,18 +63,29 @@ def export_onnx(weights: bytes, manifest: Manifest) -> OnnxArtifact:
     except ModelArtifactError as error:
         raise OnnxExportFailed(f"the model cannot be built for export: {error}") from None
     inputs = check_inputs(manifest)
-    data = _export(network, inputs[:EXPORT_BATCH])
-    difference, tolerance = _check(network, data, inputs)
+    with tempfile.TemporaryDirectory(prefix="onnx-export-") as folder:
+        model_path = _export(network, inputs[:EXPORT_BATCH], Path(folder))
+        difference, tolerance = _check(network, model_path, inputs)
+        model, data = model_path.read_bytes(), _external_data(model_path)
     export = OnnxExport(
-        sha256=sha256_hex(data),
-        size_bytes=len(data),
-        opset=_opset(data),
+        sha256=sha256_hex(model),
+        size_bytes=len(model),
+        opset=_opset(model),
         max_logit_difference=difference,
         tolerance=tolerance,
         checked_inputs=len(inputs),
         exporter=f"torch {torch.__version__}, onnx {_onnx_version()}",
+        data_sha256=sha256_hex(data) if data else None,
+        data_size_bytes=len(data) if data else None,
     )
-    return OnnxArtifact(data=data, export=export, seconds=time.perf_counter() - started)
+    files = {ONNX_FILE: model, **({ONNX_DATA_FILE: data} if data else {})}
+    return OnnxArtifact(files=files, export=export, seconds=time.perf_counter() - started)
+
+
+def _external_data(model_path: Path) -> bytes:
+    """The weights the exporter saved beside `model_path` (empty for a model whose tensors all fit inline)."""
+    data_path = model_path.with_name(ONNX_DATA_FILE)
+    return data_path.read_bytes() if data_path.exists() else b""
 
 
 def _serving_network(weights: bytes, manifest: Manifest) -> torch.nn.Module:
@@ -102,10 +115,11 @@ def check_inputs(manifest: Manifest) -> torch.Tensor:
     return torch.stack(tensors)
 
 
-def _export(network: torch.nn.Module, example: torch.Tensor) -> bytes:
+def _export(network: torch.nn.Module, example: torch.Tensor, folder: Path) -> Path:
+    """Export `network` to `folder`/model.onnx, its weights in model.onnx.data beside it."""
     batch = torch.export.Dim("batch", min=1, max=1024)
     try:
-        with tempfile.TemporaryDirectory(prefix="onnx-export-") as folder, _quiet():
+        with _quiet():
             program = torch.onnx.export(
                 network,
                 (example,),
@@ -113,14 +127,14 @@ def _export(network: torch.nn.Module, example: torch.Tensor) -> bytes:
                 input_names=[INPUT_NAME],
                 output_names=[OUTPUT_NAME],
                 dynamic_shapes=({0: batch},),
-                external_data=False,
+                external_data=True,
                 verbose=False,
             )
             if program is None:
                 raise OnnxExportFailed("torch.onnx.export returned no program")
-            path = Path(folder) / "model.onnx"
-            program.save(str(path), external_data=False)
-            return path.read_bytes()
+            path = folder / ONNX_FILE
+            program.save(str(path), external_data=True)  # the data file is named after it: model.onnx.data
+            return path
     except OnnxExportFailed:
         raise
     except Exception as error:  # the exporter raises many types; each means "this model does not export"
@@ -135,7 +149,7 @@ def _quiet() -> Iterator[None]:
         yield
 
 
-def _check(network: torch.nn.Module, data: bytes, inputs: torch.Tensor) -> tuple[float, float]:
+def _check(network: torch.nn.Module, model_path: Path, inputs: torch.Tensor) -> tuple[float, float]:
     """(largest |logit difference|, tolerance) over `inputs`, as a batch and one at a time; or raise."""
     import onnxruntime
 
@@ -144,7 +158,7 @@ def _check(network: torch.nn.Module, data: bytes, inputs: torch.Tensor) -> tuple
     try:
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3
-        session = onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        session = onnxruntime.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
         batched = session.run([OUTPUT_NAME], {INPUT_NAME: inputs.numpy()})[0]
         single = session.run([OUTPUT_NAME], {INPUT_NAME: inputs[:1].numpy()})[0]
     except Exception as error:

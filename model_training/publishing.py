@@ -3,7 +3,8 @@
 Order of writes, so a reader never follows LATEST to a broken version:
 
     1. <model>/<version>/model.pt       written only if absent, then checked (size, SHA-256)
-       <model>/<version>/model.onnx     the same, when the model exported (`onnx=True`)
+       <model>/<version>/model.onnx     the same, when the model exported (`onnx=True`),
+       <model>/<version>/model.onnx.data  with the export's weights beside it
     2. <model>/<version>/manifest.json  written only if absent, then checked
     3. <model>/LATEST                   moved to the new version last
 
@@ -24,7 +25,7 @@ import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ from tqdm import tqdm
 from lambda_src.artifact import (
     LATEST_POINTER,
     MANIFEST_FILE,
+    ONNX_DATA_FILE,
     ONNX_FILE,
     SCHEMA_VERSION,
     WEIGHTS_FILE,
@@ -43,7 +45,6 @@ from lambda_src.artifact import (
     latest_key,
     manifest_key,
     model_prefix,
-    onnx_key,
     sha256_hex,
     version_file_key,
     version_prefix,
@@ -189,7 +190,7 @@ def publish(
     already there (versions are immutable).
     """
     weights, manifest = read_output(Path(output_dir))
-    onnx_model: bytes | None = None
+    onnx_files: dict[str, bytes] | None = None
     skipped = seconds = None
     if onnx:
         from model_training.onnx_export import OnnxExportFailed, export_onnx
@@ -199,9 +200,9 @@ def publish(
         except OnnxExportFailed as error:
             skipped = str(error)
         else:
-            onnx_model, seconds = exported.data, exported.seconds
+            onnx_files, seconds = exported.files, exported.seconds
             manifest = dataclasses.replace(manifest, onnx=exported.export, schema_version=SCHEMA_VERSION)
-    if onnx_model is None:
+    if onnx_files is None:
         manifest = dataclasses.replace(manifest, onnx=None)  # a manifest never lists a file not published
     published = publish_artifact(
         weights,
@@ -211,7 +212,7 @@ def publish(
         version=version,
         progress=progress,
         s3_client=s3_client,
-        onnx_model=onnx_model,
+        onnx_files=onnx_files,
     )
     return dataclasses.replace(published, onnx_skipped=skipped, onnx_seconds=seconds)
 
@@ -225,11 +226,15 @@ def publish_artifact(
     version: str | None = None,
     progress: bool = True,
     s3_client: Any = None,
-    onnx_model: bytes | None = None,
+    onnx_files: Mapping[str, bytes] | None = None,
 ) -> PublishedVersion:
-    """Publish `weights` (and `onnx_model`, which `manifest.onnx` describes) as a new version of the model."""
-    if (onnx_model is None) != (manifest.onnx is None):
-        raise ValueError("give model.onnx exactly when the manifest describes one")
+    """Publish `weights` (and `onnx_files`, which `manifest.onnx` describes) as a new version of the model.
+
+    `onnx_files` maps each file `manifest.onnx.files` lists (model.onnx, model.onnx.data) to its bytes.
+    """
+    listed = set(manifest.onnx.files) if manifest.onnx is not None else None
+    if (set(onnx_files) if onnx_files is not None else None) != listed:
+        raise ValueError(f"give exactly the ONNX files the manifest describes: {sorted(listed or [])}")
     model_name = check_name("model name", model_name or manifest.model_name)
     publisher = open_publisher(store_uri, s3_client=s3_client)
     taken = publisher.taken_versions(model_name)
@@ -242,9 +247,9 @@ def publish_artifact(
     manifest = dataclasses.replace(manifest, model_name=model_name, version=version)
     files = {WEIGHTS_FILE: weights}
     keys = [weights_key(publisher.prefix, model_name, version)]
-    if onnx_model is not None:
-        files[ONNX_FILE] = onnx_model
-        keys.append(onnx_key(publisher.prefix, model_name, version))
+    for name, data in (onnx_files or {}).items():
+        files[name] = data
+        keys.append(version_file_key(publisher.prefix, model_name, version, name))
     files[MANIFEST_FILE] = manifest.to_json()  # after the files it describes
     keys += [manifest_key(publisher.prefix, model_name, version), latest_key(publisher.prefix, model_name)]
     publisher.write_version(model_name, version, files, progress)
@@ -261,7 +266,7 @@ def add_onnx_export(
     progress: bool = True,
     s3_client: Any = None,
 ) -> PublishedVersion:
-    """Publish `from_version` again with `model.onnx`, as a new version (versions are immutable).
+    """Publish `from_version` again with its ONNX export, as a new version (versions are immutable).
 
     The weights are read and hash-checked as serving reads them; `OnnxExportFailed` (nothing
     published) if the model does not export or match, `PublishError` if it already has ONNX.
@@ -292,7 +297,7 @@ def add_onnx_export(
         version=version,
         progress=progress,
         s3_client=s3_client,
-        onnx_model=exported.data,
+        onnx_files=exported.files,
     )
     return dataclasses.replace(published, onnx_seconds=exported.seconds)
 
@@ -428,6 +433,7 @@ def _sha256_base64(data: bytes) -> str:
 _CONTENT_TYPES = {
     WEIGHTS_FILE: "application/octet-stream",
     ONNX_FILE: "application/octet-stream",
+    ONNX_DATA_FILE: "application/octet-stream",
     MANIFEST_FILE: JSON_MEDIA_TYPE,
 }
 

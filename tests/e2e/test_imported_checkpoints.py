@@ -21,7 +21,7 @@ import torch
 import torchvision
 import torchvision.transforms as transforms
 
-from lambda_src.artifact import Manifest
+from lambda_src.artifact import SCHEMA_VERSION, Manifest
 from model_training.cli import main
 from tests.support.imported_models import Transform, fit_head, full_decode, photos, picture_classes
 from tests.support.local_server import serve_store
@@ -137,7 +137,7 @@ def test_the_manifests_record_the_heads_and_the_input(cases: tuple[Path, dict[st
     dropout, activation, greyscale = (
         by_name[name].manifest for name in ("dropout-head", "activation-head", "greyscale")
     )
-    assert dropout.schema_version == 3
+    assert dropout.schema_version == SCHEMA_VERSION == 4
     assert dropout.head is not None and dropout.head.describe() == "fc = dropout-linear(512->4)"
     assert activation.head is not None
     assert activation.head.describe() == "classifier.3 = linear(1024->256)-relu-dropout-linear(256->4)"

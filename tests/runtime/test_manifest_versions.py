@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
@@ -61,7 +62,7 @@ def test_version_2_round_trips_provenance_and_interpolation() -> None:
     )
 
     data = json.loads(manifest.to_json())
-    assert data["schema_version"] == SCHEMA_VERSION == 3
+    assert data["schema_version"] == SCHEMA_VERSION == 4
     assert data["preprocessing"]["interpolation"] == "bicubic"
     assert Manifest.from_json(manifest.to_json()) == manifest
 
@@ -87,6 +88,20 @@ def test_version_3_round_trips_the_onnx_export_and_version_2_reads_without_one()
     del version_2["onnx"]
     assert Manifest.from_dict(version_2).onnx is None
     assert Manifest.from_dict(version_2).schema_version == 2
+
+
+def test_version_4_records_the_onnx_exports_data_file_and_version_3_reads_without_one() -> None:
+    with_data = dataclasses.replace(ONNX_EXPORT, data_sha256="cd" * 32, data_size_bytes=98_765)
+    manifest = dataclasses.replace(make_manifest("m", "v1", b"weights"), onnx=with_data)
+
+    data = json.loads(manifest.to_json())
+    assert (data["onnx"]["data_sha256"], data["onnx"]["data_size_bytes"]) == ("cd" * 32, 98_765)
+    assert Manifest.from_json(manifest.to_json()) == manifest
+    assert with_data.files == {"model.onnx": ("ab" * 32, 1234), "model.onnx.data": ("cd" * 32, 98_765)}
+    # A version 3 export lists one file, model.onnx, which holds the weights
+    version_3 = {**data, "schema_version": 3, "onnx": {**vars(ONNX_EXPORT)}}
+    assert Manifest.from_dict(version_3).onnx == ONNX_EXPORT
+    assert ONNX_EXPORT.files == {"model.onnx": ("ab" * 32, 1234)}
 
 
 def test_version_3_records_a_custom_head_and_a_one_channel_input() -> None:
@@ -123,6 +138,26 @@ def test_version_3_records_a_custom_head_and_a_one_channel_input() -> None:
         (lambda onnx: onnx.update(opset="20"), "onnx.opset must be a positive integer"),
         (lambda onnx: onnx.update(max_logit_difference=-1), "onnx.max_logit_difference must be"),
         (lambda onnx: onnx.pop("tolerance"), "onnx is missing tolerance"),
+        (
+            lambda onnx: onnx.update(data_sha256="cd" * 32),
+            "onnx.data_sha256 and onnx.data_size_bytes go together",
+        ),
+        (
+            lambda onnx: onnx.update(data_size_bytes=10),
+            "onnx.data_sha256 and onnx.data_size_bytes go together",
+        ),
+        (
+            lambda onnx: onnx.update(data_sha256="CD" * 32, data_size_bytes=10),
+            "onnx.data_sha256 must be 64 lowercase hex digits",
+        ),
+        (
+            lambda onnx: onnx.update(data_sha256="cd" * 32, data_size_bytes=True),
+            "onnx.data_size_bytes must be a positive integer",
+        ),
+        (
+            lambda onnx: onnx.update(data_sha256="cd" * 32, data_size_bytes=-5),
+            "onnx.data_size_bytes must be a positive integer",
+        ),
     ],
 )
 def test_a_bad_onnx_entry_is_refused_in_words(change: Callable[[dict[str, Any]], None], words: str) -> None:
@@ -172,7 +207,7 @@ def test_inconsistent_version_3_fields_are_refused(change: Any, words: str) -> N
 @pytest.mark.parametrize(
     ("change", "words"),
     [
-        (lambda data: data.update(schema_version=4), "schema_version 4 is not supported"),
+        (lambda data: data.update(schema_version=5), "schema_version 5 is not supported"),
         (lambda data: data["preprocessing"].update(interpolation="lanczos"), "interpolation must be one of"),
         (lambda data: data.update(provenance={"kind": "magic"}), "provenance.kind must be one of"),
         (lambda data: data.update(provenance="torchvision"), "provenance must be an object"),

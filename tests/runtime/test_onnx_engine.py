@@ -24,7 +24,7 @@ import torch
 from onnx import numpy_helper
 
 from lambda_src.architectures import build_model
-from lambda_src.artifact import Manifest, Preprocessing, manifest_key, onnx_key, sha256_hex
+from lambda_src.artifact import Manifest, Preprocessing, manifest_key, onnx_key, sha256_hex, version_file_key
 from lambda_src.batch import BatchWorker, FolderImages, ModelCache
 from lambda_src.contract import ENV_MODEL_ENGINE, ENV_MODEL_NAME, ENV_MODEL_STORE, ModelEngine
 from lambda_src.cpus import available_cpus
@@ -86,7 +86,7 @@ def onnx_store(tmp_path_factory: pytest.TempPathFactory) -> OnnxStore:
             preprocessing=Preprocessing(interpolation=interpolation),
             onnx=exported.export,
         )
-        publish_artifact(weights, manifest, str(root), progress=False, onnx_model=exported.data)
+        publish_artifact(weights, manifest, str(root), progress=False, onnx_files=exported.files)
         names[interpolation] = name
     publish_artifact(weights, dataclasses.replace(base, model_name="torch-only"), str(root), progress=False)
     return OnnxStore(root=root, model_names=names, without_onnx="torch-only")
@@ -173,18 +173,20 @@ def test_a_version_without_onnx_answers_503_saying_so(onnx_store: OnnxStore) -> 
     ],
     ids=["altered", "garbled", "truncated"],
 )
-def test_a_replaced_model_onnx_is_refused_as_invalid(
+@pytest.mark.parametrize("file_name", ["model.onnx", "model.onnx.data"])
+def test_a_replaced_onnx_file_is_refused_as_invalid(
     onnx_store: OnnxStore,
     model_bucket: ModelBucket,
     tmp_path: Path,
     store_kind: str,
     replace: Callable[[bytes], bytes],
     said: str,
+    file_name: str,
 ) -> None:
     name = onnx_store.model_names["bilinear"]
     copy = tmp_path / "store"
     subprocess.run(["cp", "-r", str(onnx_store.root), str(copy)], check=True)
-    path = copy / onnx_key("", name, "v1")
+    path = copy / version_file_key("", name, "v1", file_name)
     path.write_bytes(replace(path.read_bytes()))
     location = ModelLocation(str(copy), name)
     if store_kind == "s3":
@@ -204,7 +206,7 @@ def test_a_replaced_model_onnx_is_refused_as_invalid(
     assert body_of(response)["error"]["reason"] == "invalid_model"
     (failure,) = telemetry.logs("model load failed")
     assert said in failure["reason"]  # the log says what was wrong with which file
-    assert "model.onnx" in failure["reason"]
+    assert f"/{file_name} " in failure["reason"]
 
 
 def test_an_export_whose_outputs_are_not_finite_is_refused_at_warm_up(
@@ -377,13 +379,14 @@ def test_the_s3_prefetch_fetches_the_engines_model_file(
         S3ModelStore(model_bucket.name, PREFIX, client=client), location, engine=ModelEngine.ONNXRUNTIME
     )
     loaded = load_onnx_model(location, threads=1, store=prefetching)
-    # Then it fetched model.onnx, not model.pt, each object once, and serves the version
+    # Then it fetched model.onnx and its data, not model.pt, each object once, and serves the version
+    export_files = [f"{PREFIX}/{name}/v1/{file}" for file in ("model.onnx", "model.onnx.data")]
     assert sorted(reads) == sorted(
-        f"{PREFIX}/{name}/{file}" for file in ("LATEST", "v1/manifest.json", "v1/model.onnx")
+        [f"{PREFIX}/{name}/LATEST", f"{PREFIX}/{name}/v1/manifest.json", *export_files]
     )
     assert loaded.manifest.model_name == name
-    # in byte ranges into one buffer, as the weights are (one whole GET would hold it twice)
-    assert ranged == [f"{PREFIX}/{name}/v1/model.onnx"]
+    # in byte ranges into one buffer each, as the weights are (one whole GET would hold them twice)
+    assert sorted(ranged) == export_files
     # And the environment's engine reaches the prefetch the handler starts
     from_env = prefetch_from_env(
         {ENV_MODEL_STORE: location.store_uri, ENV_MODEL_NAME: name, ENV_MODEL_ENGINE: "onnxruntime"}

@@ -1,4 +1,4 @@
-"""ONNX export at publish: model.onnx beside model.pt, checked against torch, or a reason why not."""
+"""ONNX export at publish: model.onnx (+ .data) beside model.pt, checked against torch, or why not."""
 
 from __future__ import annotations
 
@@ -33,21 +33,33 @@ def test_publish_writes_a_checked_onnx_export_with_a_dynamic_batch_axis(
     # When a tiny trained model is published with ONNX
     published = publish(tiny_output, str(tmp_path), progress=False, onnx=True)
 
-    # Then model.onnx sits beside model.pt and the manifest describes it
+    # Then model.onnx and its weights (model.onnx.data) sit beside model.pt and the manifest describes both
     version = tmp_path / MODEL_NAME / "v1"
-    assert sorted(path.name for path in version.iterdir()) == ["manifest.json", "model.onnx", "model.pt"]
+    assert sorted(path.name for path in version.iterdir()) == [
+        "manifest.json", "model.onnx", "model.onnx.data", "model.pt"
+    ]  # fmt: skip
     manifest = Manifest.from_json((version / "manifest.json").read_bytes())
-    data = (version / "model.onnx").read_bytes()
-    assert manifest.schema_version == SCHEMA_VERSION == 3
+    graph, weights = (version / "model.onnx").read_bytes(), (version / "model.onnx.data").read_bytes()
+    assert manifest.schema_version == SCHEMA_VERSION == 4
     assert manifest.onnx is not None and manifest.onnx == published.manifest.onnx
-    assert (manifest.onnx.sha256, manifest.onnx.size_bytes) == (sha256_hex(data), len(data))
-    assert manifest.onnx.opset == onnx.load_from_string(data).opset_import[0].version >= 18
+    assert (manifest.onnx.sha256, manifest.onnx.size_bytes) == (sha256_hex(graph), len(graph))
+    assert (manifest.onnx.data_sha256, manifest.onnx.data_size_bytes) == (sha256_hex(weights), len(weights))
+    assert manifest.onnx.opset == onnx.load_from_string(graph).opset_import[0].version >= 18
+    # the graph holds no large tensor itself: they are in the data file, which it names
+    external = [
+        tensor for tensor in onnx.load_from_string(graph).graph.initializer
+        if tensor.data_location == onnx.TensorProto.EXTERNAL
+    ]  # fmt: skip
+    assert external and len(weights) > 10 * len(graph)
+    assert {
+        entry.value for tensor in external for entry in tensor.external_data if entry.key == "location"
+    } == {"model.onnx.data"}
     assert 0 <= manifest.onnx.max_logit_difference <= manifest.onnx.tolerance <= 1e-3
     assert manifest.onnx.checked_inputs == 8
     assert published.onnx_skipped is None and published.onnx_seconds is not None
     # And ONNX Runtime answers any batch size as the served torch model does
     served = load_model(ModelLocation(str(tmp_path), MODEL_NAME), torch_threads=1)
-    session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(str(version / "model.onnx"), providers=["CPUExecutionProvider"])
     crop = manifest.preprocessing.crop
     for batch in (1, 3, 5):
         inputs = torch.rand(batch, 3, crop, crop, generator=torch.Generator().manual_seed(batch))
@@ -90,16 +102,17 @@ def test_export_onnx_adds_onnx_to_a_published_version_as_a_new_version(
         capsys, "export-onnx", "--store", bucket.store_uri, "--model-name", MODEL_NAME, "--no-progress"
     )
 
-    # Then v2 holds the same weights and a checked model.onnx, LATEST moves, v1 is untouched
+    # Then v2 holds the same weights and a checked model.onnx with its data, LATEST moves, v1 is untouched
     assert code == 0, err
-    assert f"published: {MODEL_NAME} v2" in out and "onnx:      model.onnx (" in out
+    assert f"published: {MODEL_NAME} v2" in out and "onnx:      model.onnx + model.onnx.data (" in out
     v2 = f"models/{MODEL_NAME}/v2"
     assert bucket.read(f"{v2}/model.pt") == bucket.read(f"{v1}/model.pt")
     manifest = Manifest.from_json(bucket.read(f"{v2}/manifest.json"))
     assert manifest.onnx is not None and manifest.onnx.sha256 == sha256_hex(bucket.read(f"{v2}/model.onnx"))
+    assert manifest.onnx.data_sha256 == sha256_hex(bucket.read(f"{v2}/model.onnx.data"))
     assert bucket.read(f"models/{MODEL_NAME}/LATEST") == b"v2"
     stored = bucket.keys()
-    assert f"{v1}/model.onnx" not in stored
+    assert not {f"{v1}/model.onnx", f"{v1}/model.onnx.data"} & set(stored)
 
     # And a version that has ONNX already is refused in words, with nothing published
     code, _, err = run(capsys, "export-onnx", "--store", bucket.store_uri, "--model-name", MODEL_NAME)
