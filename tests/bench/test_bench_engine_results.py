@@ -13,9 +13,8 @@ import pytest
 from bench.engines import MODELS, TARGETS, ratios
 
 RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results" / "engines.json"
-# Explained on the benchmarks page (docs/benchmarks.md#both-engines-side-by-side): in its S3 start
-# ONNX Runtime parses resnet50's 100 MB beside the S3 client's own memory (0.36x from the local store).
-KNOWN_MISSES = {("resnet50", "peak_rss")}
+# Targets a committed run misses, each explained on the benchmarks page (none in the last run).
+KNOWN_MISSES: set[tuple[str, str]] = set()
 
 
 @pytest.fixture(scope="module")
