@@ -149,33 +149,91 @@ def verified_model_files(
 
     ONNX Runtime given a path reads the files itself and finds `model.onnx.data` beside it: no
     Python copy of the weights next to the session's own while it builds (given bytes, it copies
-    them). A local store's files are opened once and linked into the folder by descriptor
-    (/proc/self/fd): ONNX Runtime reads those same files while threads hash them, and the
-    session built in the `with` block is refused on leaving it if a hash is not the manifest's
-    or a file was replaced meanwhile (hashing and the build overlap on a second CPU). Files
-    read from S3 are verified first, then written to the folder (Lambda's /tmp) and dropped
-    from memory; one the folder has no room for stays in memory. The folder is removed on
+    them). A local store's files are linked into the folder (`_linked_local_files`); files from
+    S3 are read, verified and written there (`_written_remote_files`). The folder is removed on
     leaving the block.
     """
-    with _temporary_folder() as folder, ExitStack() as opened_files:
-        pending: list[tuple[io.BufferedReader, Future[str], str, str]] = []  # (file, its hash, expected, key)
-        in_memory: dict[str, bytes] = {}
-        for name, (sha256, size) in export.files.items():
-            key = version_file_key(store.prefix, model_name, version, name)
-            opened = _open_local(store, key, size)
-            if opened is not None:
-                opened_files.enter_context(opened)
-                (folder / name).symlink_to(_path_of(opened, Path(opened.name)))
-                pending.append((opened, _digest_in_background(opened), sha256, key))
-                continue
-            data = store.read(key, size=size)  # the manifest says how big it is
-            _check_digest(sha256_hex(data), sha256, store.describe(key))
-            if not _written(folder / name, data):
+    files = [
+        (name, version_file_key(store.prefix, model_name, version, name), sha256, size)
+        for name, (sha256, size) in export.files.items()
+    ]
+    local = _local_store(store)
+    if local is None:
+        fetched = _read_verified(store, files)
+        with _temporary_folder() as folder:
+            placed = _written_remote_files(folder, fetched)
+            try:
+                yield placed
+            finally:
+                placed.in_memory.clear()
+        return
+    with _temporary_folder() as folder, _linked_local_files(store, local, files, folder) as linked:
+        yield linked
+
+
+ExportFile = tuple[str, str, str, int]  # (file name, key, SHA-256, size), as the manifest records it
+
+
+def _read_verified(store: ModelStore, files: list[ExportFile]) -> list[tuple[str, bytes]]:
+    """Every file's bytes, each checked against its hash; all are read before any is checked.
+
+    Reading all first leaves nothing of this version in a prefetching store when a check fails.
+    """
+    fetched = [(name, key, sha256, store.read(key, size=size)) for name, key, sha256, size in files]
+    for _, key, sha256, data in fetched:
+        _check_digest(sha256_hex(data), sha256, store.describe(key))
+    return [(name, data) for name, _, _, data in fetched]
+
+
+def _written_remote_files(folder: Path, fetched: list[tuple[str, bytes]]) -> OnnxModelFiles:
+    """The verified files written to `folder` and dropped from memory; any it has no room for stay in memory.
+
+    ONNX Runtime given model.onnx as bytes looks for the rest in the working directory, not
+    the folder: once model.onnx stays in memory, so does every file after it.
+    """
+    in_memory: dict[str, bytes] = {}
+    while fetched:
+        name, data = fetched.pop(0)
+        if ONNX_FILE in in_memory or not _written(folder / name, data):
+            in_memory[name] = data
+        del data
+    model = in_memory.pop(ONNX_FILE, None)
+    if model is not None:
+        return OnnxModelFiles(model, in_memory)
+    return OnnxModelFiles(str(folder / ONNX_FILE), in_memory)
+
+
+@contextmanager
+def _linked_local_files(
+    store: ModelStore, local: LocalModelStore, files: list[ExportFile], folder: Path
+) -> Iterator[OnnxModelFiles]:
+    """A local store's files, opened once and linked into `folder` by descriptor (/proc/self/fd).
+
+    ONNX Runtime reads those same files while threads hash them, and the session built in the
+    `with` block is refused on leaving it if a hash is not the manifest's or a file was replaced
+    meanwhile (hashing and the build overlap on a second CPU). ONNX Runtime reads a model's
+    external data only from model.onnx's own folder (links resolved): a file that really lives
+    elsewhere (a store of links into a cache, as DVC or git-annex make) is read into memory.
+    """
+    pending: list[tuple[io.BufferedReader, Future[str], str, str]] = []  # (file, its hash, expected, key)
+    in_memory: dict[str, bytes] = {}
+    model_folder: Path | None = None
+    with ExitStack() as opened_files:
+        for name, key, sha256, size in files:
+            opened = opened_files.enter_context(_open_local(store, local, key, size))
+            path = _path_of(opened, Path(opened.name))
+            real_folder = Path(os.path.realpath(path)).parent
+            model_folder = model_folder or real_folder  # model.onnx comes first
+            if real_folder != model_folder:
+                data = opened.read()
+                _check_digest(sha256_hex(data), sha256, store.describe(key))
                 in_memory[name] = data
-            del data
-        model = in_memory.pop(ONNX_FILE, None) or str(folder / ONNX_FILE)
+                del data
+                continue
+            (folder / name).symlink_to(path)
+            pending.append((opened, _digest_in_background(opened), sha256, key))
         try:
-            yield OnnxModelFiles(model, in_memory)
+            yield OnnxModelFiles(str(folder / ONNX_FILE), in_memory)
         finally:  # also when ONNX Runtime refused a file: a wrong hash is the first thing to say
             in_memory.clear()
             for opened, digest, sha256, key in pending:
@@ -211,17 +269,20 @@ def _written(path: Path, data: bytes) -> bool:
     return True
 
 
-def _open_local(store: ModelStore, key: str, size: int) -> io.BufferedReader | None:
-    """The local store's file at `key`, open, its size checked (within the store's bound, if bounded).
-
-    None when the store is not a local folder.
-    """
+def _local_store(store: ModelStore) -> LocalModelStore | None:
+    """The local folder `store` reads (directly or within a load's bound); None for other stores."""
     if isinstance(store, LocalModelStore):
-        return store.open(key, size=size)
+        return store
     if isinstance(store, BoundedStore) and isinstance(store.store, LocalModelStore):
-        local = store.store
-        return store.within(key, lambda: local.open(key, size=size))
+        return store.store
     return None
+
+
+def _open_local(store: ModelStore, local: LocalModelStore, key: str, size: int) -> io.BufferedReader:
+    """The local store's file at `key`, open, its size checked (within the store's bound, if bounded)."""
+    if isinstance(store, BoundedStore):
+        return store.within(key, lambda: local.open(key, size=size))
+    return local.open(key, size=size)
 
 
 def _digest_in_background(file: io.BufferedReader) -> Future[str]:

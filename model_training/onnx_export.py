@@ -83,7 +83,24 @@ def export_onnx(weights: bytes, manifest: Manifest) -> OnnxArtifact:
 
 
 def _external_data(model_path: Path) -> bytes:
-    """The weights the exporter saved beside `model_path` (empty for a model whose tensors all fit inline)."""
+    """The weights the exporter saved beside `model_path` (empty for a model whose tensors all fit inline).
+
+    Every external tensor must be in that one file: the manifest records no other.
+    """
+    import onnx
+
+    graph = onnx.load(str(model_path), load_external_data=False)
+    locations = {
+        entry.value
+        for tensor in graph.graph.initializer
+        if onnx.external_data_helper.uses_external_data(tensor)
+        for entry in tensor.external_data
+        if entry.key == "location"
+    }
+    if locations - {ONNX_DATA_FILE}:
+        raise OnnxExportFailed(
+            f"the export keeps tensors in {sorted(locations)}, not only in {ONNX_DATA_FILE}"
+        )
     data_path = model_path.with_name(ONNX_DATA_FILE)
     return data_path.read_bytes() if data_path.exists() else b""
 

@@ -10,6 +10,7 @@ S3 (moto), with every way the folder or the files can fail.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import io
 import json
 import resource
@@ -25,10 +26,12 @@ import onnx
 import pytest
 
 from lambda_src import onnx_engine
-from lambda_src.artifact import Manifest, manifest_key, onnx_data_key, sha256_hex
+from lambda_src.artifact import Manifest, manifest_key, onnx_data_key, onnx_key, sha256_hex
 from lambda_src.contract import ModelEngine
-from lambda_src.model_store import ModelLocation, ModelStore
+from lambda_src.errors import IntegrityError
+from lambda_src.model_store import LocalModelStore, ModelLocation, ModelStore, S3ModelStore
 from lambda_src.onnx_engine import load_onnx_model
+from lambda_src.prefetch import PrefetchingStore
 from lambda_src.service import InferenceService
 from lambda_src.settings import RuntimeSettings
 from model_training.onnx_export import export_onnx
@@ -256,8 +259,8 @@ def test_a_local_file_replaced_while_it_loads_fails_that_load_in_words_never_ser
     published = data_path.read_bytes()
     opened, swaps = onnx_engine._open_local, [1]
 
-    def open_then_swap(store: ModelStore, key: str, size: int) -> io.BufferedReader | None:
-        file = opened(store, key, size)
+    def open_then_swap(store: ModelStore, local: LocalModelStore, key: str, size: int) -> io.BufferedReader:
+        file = opened(store, local, key, size)
         if key.endswith("/model.onnx.data") and swaps and swaps.pop():  # the first load only
             swapped = data_path.with_name("swapped")
             swapped.write_bytes(bytes(len(published)))  # zeros: a model that would run, wrongly
@@ -278,4 +281,77 @@ def test_a_local_file_replaced_while_it_loads_fails_that_load_in_words_never_ser
     # Put back, the published file serves
     data_path.write_bytes(published)
     assert predictions(service)[0]["label"] == "green"
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_when_model_onnx_stays_in_memory_its_weights_do_too_never_read_from_the_working_directory(
+    store_root: Path,
+    model_bucket: ModelBucket,
+    tmp_path: Path,
+    private_tmp: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given the export in S3, a /tmp that refuses model.onnx (and would take its data), and a
+    # working directory holding another model.onnx.data (zeros: a model that would run, wrongly)
+    location = copy_store(store_root, tmp_path / "graph-in-memory", model_bucket, "s3")
+    data_size = (store_root / onnx_data_key("", NAME, "v1")).stat().st_size
+    elsewhere = tmp_path / "working-directory"
+    elsewhere.mkdir()
+    (elsewhere / "model.onnx.data").write_bytes(bytes(data_size))
+    monkeypatch.chdir(elsewhere)
+    write_bytes, written = Path.write_bytes, []
+
+    def refuse_the_graph(path: Path, data: bytes) -> int:
+        if path.parent.parent == private_tmp:
+            if path.name == "model.onnx":
+                raise OSError(errno.ENOSPC, "No space left on device")
+            written.append(path.name)
+        return write_bytes(path, data)
+
+    monkeypatch.setattr(Path, "write_bytes", refuse_the_graph)
+
+    # Then both files were handed over from memory and the published model answers
+    top = predictions(onnx_service(location))
+    assert written == []
+    assert top[0]["label"] == "green" and top[0]["score"] > 0.5
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_a_failed_check_leaves_nothing_in_the_prefetch(
+    store_root: Path, model_bucket: ModelBucket, tmp_path: Path
+) -> None:
+    # Given an S3 version whose model.onnx was replaced (same size, other bytes)
+    copy = tmp_path / "altered"
+    copy_local(store_root, copy)
+    graph = copy / onnx_key("", NAME, "v1")
+    graph.write_bytes(graph.read_bytes()[:-4] + b"XXXX")
+    location = copy_store(copy, tmp_path / "altered-in-s3", model_bucket, "s3")
+    bucket_store = S3ModelStore(model_bucket.name, location.store_uri.split("/", 3)[3])
+    prefetching = PrefetchingStore(bucket_store, location, engine=ModelEngine.ONNXRUNTIME)
+
+    # When the engine's load through the prefetch refuses it
+    with pytest.raises(IntegrityError, match=r"model\.onnx has SHA-256"):
+        load_onnx_model(location, threads=1, store=prefetching)
+
+    # Then the prefetch holds none of the version's files (the weights' 40 MB included)
+    assert prefetching._fetched == {}
+    prefetching.finish()
+
+
+def test_a_local_store_of_links_into_another_folder_serves(
+    store_root: Path, tmp_path: Path, private_tmp: Path
+) -> None:
+    # Given a local store whose files are links into a content-addressed cache, each file in a
+    # folder of its own (as git-annex lays them out: .git/annex/objects/xx/yy/KEY/KEY)
+    location = copy_local(store_root, tmp_path / "linked")
+    for key in (onnx_key("", NAME, "v1"), onnx_data_key("", NAME, "v1")):
+        stored = Path(location.store_uri) / key
+        digest = sha256_hex(stored.read_bytes())
+        cached = tmp_path / "cache" / digest[:2] / digest / digest
+        cached.parent.mkdir(parents=True)
+        stored.replace(cached)
+        stored.symlink_to(cached)
+
+    # Then the onnxruntime engine serves it, and the private folder goes
+    assert predictions(onnx_service(location))[0]["label"] == "green"
     assert list(private_tmp.iterdir()) == []

@@ -119,3 +119,34 @@ def test_export_onnx_adds_onnx_to_a_published_version_as_a_new_version(
     assert code == 1
     assert "v2/ already has model.onnx" in err
     assert bucket.keys() == stored
+
+
+@pytest.mark.parametrize(("location", "refused"), [("model.onnx.data", False), ("weights.bin", True)])
+def test_an_export_whose_weights_are_in_another_file_than_model_onnx_data_is_refused(
+    tmp_path: Path, location: str, refused: bool
+) -> None:
+    # Given a graph whose weights ONNX keeps in `location` beside it
+    weight = onnx.numpy_helper.from_array(np.ones((4, 4), np.float32), "weight")
+    node = onnx.helper.make_node("MatMul", ["input", "weight"], ["logits"])
+    graph = onnx.helper.make_graph(
+        [node],
+        "g",
+        [onnx.helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, [1, 4])],
+        [onnx.helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, [1, 4])],
+        [weight],
+    )
+    path = tmp_path / "model.onnx"
+    onnx.save_model(
+        onnx.helper.make_model(graph),
+        str(path),
+        save_as_external_data=True,
+        location=location,
+        size_threshold=0,
+    )
+
+    # Then only model.onnx.data is taken (the manifest records no other file)
+    if refused:
+        with pytest.raises(onnx_export.OnnxExportFailed, match=r"tensors in \['weights.bin'\]"):
+            onnx_export._external_data(path)
+    else:
+        assert onnx_export._external_data(path) == np.ones((4, 4), np.float32).tobytes()
