@@ -18,7 +18,7 @@ import json
 import math
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from lambda_src.errors import ManifestError
 
@@ -70,7 +70,7 @@ def check_name(kind: str, value: str) -> str:
     return value
 
 
-def _is_integer(value: object) -> bool:
+def _is_integer(value: object) -> TypeGuard[int]:
     """An int that is not a bool (JSON's true would pass isinstance(value, int))."""
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -315,7 +315,7 @@ def _check_file_record(sha256_field: str, sha256: object, size_field: str, size_
     """A file's record in the manifest: 64 lowercase hex digits and a positive size."""
     if not isinstance(sha256, str) or not re.fullmatch(r"[0-9a-f]{64}", sha256):
         raise ManifestError(f"manifest {sha256_field} must be 64 lowercase hex digits")
-    if not _is_integer(size_bytes) or not isinstance(size_bytes, int) or size_bytes <= 0:
+    if not _is_integer(size_bytes) or size_bytes <= 0:
         raise ManifestError(f"manifest {size_field} must be a positive integer")
 
 

@@ -16,6 +16,7 @@ from torch.fx.experimental.optimization import fuse
 
 from lambda_src.architectures import build_and_load, check_architecture
 from lambda_src.artifact import (
+    WEIGHTS_FILE,
     Manifest,
     sha256_hex,
     weights_key,
@@ -33,6 +34,8 @@ from lambda_src.model_store import (
     BoundedStore,
     ModelLocation,
     ModelStore,
+    check_digest,
+    check_size,
     open_store,
     read_manifest,
     resolve_version,
@@ -117,17 +120,13 @@ def _open_store(store_uri: str) -> ModelStore:
 
 def verify_weights(weights: bytes, manifest: Manifest, description: str) -> None:
     """Raise IntegrityError unless the weights have the size and SHA-256 the manifest records."""
-    if len(weights) != manifest.weights_size_bytes:
-        raise IntegrityError(
-            f"{description} is {len(weights)} bytes but the manifest says {manifest.weights_size_bytes}: "
-            "the upload is incomplete or the object was replaced"
-        )
-    actual = sha256_hex(weights)
-    if actual != manifest.weights_sha256:
-        raise IntegrityError(
-            f"{description} has SHA-256 {actual} but the manifest says {manifest.weights_sha256}: "
-            "the weights are corrupt or were replaced"
-        )
+    check_size(description, len(weights), manifest.weights_size_bytes, WEIGHTS_FILE)
+    check_digest(
+        description,
+        sha256_hex(weights),
+        manifest.weights_sha256,
+        why="the weights are corrupt or were replaced",
+    )
 
 
 def read_state_dict(weights: bytes, description: str) -> Mapping[str, torch.Tensor]:

@@ -220,6 +220,14 @@ class LocalModelStore:
         return str(self.root / key)
 
 
+def check_digest(
+    description: str, actual: str, expected: str, *, why: str = "the file is corrupt or was replaced"
+) -> None:
+    """Refuse an object whose SHA-256 is not the manifest's; `why` ends the message."""
+    if actual != expected:
+        raise IntegrityError(f"{description} has SHA-256 {actual} but the manifest says {expected}: {why}")
+
+
 def check_size(description: str, actual: int, expected: int | None, key: str) -> None:
     """Refuse an object of the wrong size (the manifest's, for the weights) before reading it.
 

@@ -60,6 +60,7 @@ from lambda_src.model_store import (
     LocalModelStore,
     ModelLocation,
     ModelStore,
+    check_digest,
     open_model_store,
     read_manifest,
     resolve_version,
@@ -181,7 +182,7 @@ def _read_verified(store: ModelStore, files: list[ExportFile]) -> list[tuple[str
     """
     fetched = [(name, key, sha256, store.read(key, size=size)) for name, key, sha256, size in files]
     for _, key, sha256, data in fetched:
-        _check_digest(sha256_hex(data), sha256, store.describe(key))
+        check_digest(store.describe(key), sha256_hex(data), sha256)
     return [(name, data) for name, _, _, data in fetched]
 
 
@@ -226,7 +227,7 @@ def _linked_local_files(
             model_folder = model_folder or real_folder  # model.onnx comes first
             if real_folder != model_folder:
                 data = opened.read()
-                _check_digest(sha256_hex(data), sha256, store.describe(key))
+                check_digest(store.describe(key), sha256_hex(data), sha256)
                 in_memory[name] = data
                 del data
                 continue
@@ -237,7 +238,7 @@ def _linked_local_files(
         finally:  # also when ONNX Runtime refused a file: a wrong hash is the first thing to say
             in_memory.clear()
             for opened, digest, sha256, key in pending:
-                _check_digest(_wait(digest, store, key), sha256, store.describe(key))
+                check_digest(store.describe(key), _wait(digest, store, key), sha256)
                 _check_in_place(opened, store.describe(key))
 
 
@@ -332,14 +333,6 @@ def _check_in_place(file: io.BufferedReader, description: str) -> None:
     if now is None or (now.st_dev, now.st_ino) != (opened.st_dev, opened.st_ino):
         raise ModelArtifactError(
             f"{description} was replaced or removed while the model loaded; the next attempt reads it again"
-        )
-
-
-def _check_digest(actual: str, expected: str, description: str) -> None:
-    if actual != expected:
-        raise IntegrityError(
-            f"{description} has SHA-256 {actual} but the manifest says {expected}: "
-            "the file is corrupt or was replaced"
         )
 
 
