@@ -24,12 +24,9 @@ MODELS = {"resnet18", "mobilenet_v3_small", "efficientnet_b0", "resnet50", "timm
 KNOWN_MISSES = {
     # 100 MB of weights through the bench's S3 (moto reads the whole object for every ranged GET)
     ("resnet50", "cold start (S3 with latency) vs bare script"),
-    # within 0.08 of their limits on the machine of the 2026-12-05 run (the page says what moved)
+    # within 0.05 of their limits on the machine of the 2026-12-05 runs (the page says what moved)
     ("resnet18", "cold start (S3 with latency) vs bare script"),
-    ("efficientnet_b0", "cold start (S3 with latency) vs bare script"),
     ("timm:resnet18.a1_in1k", "cold start (S3 with latency) vs bare script"),
-    ("resnet50", "cold start (local store) vs bare script"),
-    ("timm:resnet18.a1_in1k", "cold start (local store) vs bare script"),
 }
 
 
